@@ -1,0 +1,253 @@
+/* troupe — an actor runtime for C.
+ *
+ * Programs are written as actors: each has private state and a mailbox,
+ * handles one message at a time, and talks to other actors only by sending
+ * immutable messages. A work-stealing pool of worker threads runs them.
+ *
+ * Threads, in the comments below:
+ *   "any thread"   — a worker running a handler, the main thread, or a thread
+ *                    of another library;
+ *   "handler"      — only from inside a behaviour callback (init, receive,
+ *                    terminate), with the tr_ctx it was given;
+ *   "outside"      — a thread that is not running a handler of this system.
+ *
+ * Errors: functions that can fail return 0 or a negative TR_E... code;
+ * tr_strerror() and tr_err_name() describe a code.
+ */
+#ifndef TROUPE_H
+#define TROUPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TR_BUILDING_LIBRARY)
+#define TR_API __attribute__((visibility("default")))
+#else
+#define TR_API
+#endif
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* One list makes the codes, tr_strerror and tr_err_name. */
+#define TR_ERRNO_MAP(X)                                                      \
+    X(EINVAL, -1, "invalid argument")                                        \
+    X(ENOMEM, -2, "out of memory")                                           \
+    X(EDEAD, -3, "the actor has ended; the message became a dead letter")    \
+    X(ESTOPPED, -4, "the system is shutting down")                           \
+    X(EBUSY, -5, "the system is already running")                            \
+    X(ELOCAL, -6, "the message holds pointers and cannot leave the process") \
+    X(ETOOBIG, -7, "the message payload is too large")                       \
+    X(ELIMIT, -8, "too many live actors")                                    \
+    X(ETHREAD, -9, "a worker thread could not be started")                   \
+    X(EFORMAT, -10, "the payload is not valid msgpack")
+
+enum {
+    TR_OK = 0,
+#define TR_ERR_ENUM(name, code, text) TR_##name = (code),
+    TR_ERRNO_MAP(TR_ERR_ENUM)
+#undef TR_ERR_ENUM
+};
+
+/* A short English sentence for an error code; never NULL. Any thread. */
+TR_API const char *tr_strerror(int err);
+/* The code's name, such as "TR_EINVAL"; never NULL. Any thread. */
+TR_API const char *tr_err_name(int err);
+
+/* ---- types ----------------------------------------------------------- */
+
+typedef struct tr_system tr_system; /* one per process (or per test) */
+typedef struct tr_ctx tr_ctx;       /* handed to a handler for one call */
+typedef struct tr_msg tr_msg;       /* immutable once sent */
+
+/* An actor's address: a value naming node, slot and incarnation. An address
+ * stays valid to use after the actor ends: sends to it become dead letters,
+ * even when the slot is reused by a newer actor. */
+typedef struct tr_addr {
+    uint64_t bits;
+} tr_addr;
+
+#define TR_ADDR_NONE ((tr_addr){0})
+
+/* True when a and b name the same actor incarnation. */
+static inline bool tr_addr_eq(tr_addr a, tr_addr b) { return a.bits == b.bits; }
+/* True for TR_ADDR_NONE (no actor: the sender of a message sent from outside). */
+static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
+
+/* Exit reasons. Zero is a normal end; any other value is abnormal. User
+ * reasons are positive; the runtime's own are these. */
+#define TR_EXIT_NORMAL 0
+#define TR_EXIT_SHUTDOWN (-100) /* the system was freed while the actor lived */
+
+/* What an actor does. The runtime allocates state_size zeroed bytes of
+ * private state before init and frees them after terminate.
+ *
+ * init      — optional; runs once on a worker before any message, with the
+ *             init message given to spawn (or NULL). A non-zero return ends
+ *             the actor at once with that reason (terminate is still called).
+ * receive   — required; one message at a time. msg is borrowed until it
+ *             returns; keep it longer with tr_msg_ref.
+ * terminate — optional; runs once when an actor that has started (whose
+ *             init ran, even if it failed) ends, with the reason.
+ *
+ * The behaviour is borrowed: it must outlive every actor that uses it
+ * (a static const struct is the usual way). */
+typedef struct tr_behavior {
+    const char *name;
+    size_t state_size;
+    int (*init)(tr_ctx *ctx, void *state, const tr_msg *arg);
+    void (*receive)(tr_ctx *ctx, void *state, const tr_msg *msg);
+    void (*terminate)(tr_ctx *ctx, void *state, int reason);
+} tr_behavior;
+
+/* ---- system ---------------------------------------------------------- */
+
+typedef struct tr_config {
+    unsigned workers; /* worker threads; 0 = one per online CPU */
+    unsigned batch;   /* messages an actor handles per turn before others run; 0 = 64 */
+    uint16_t node_id; /* this process's node number in addresses; 0 by default */
+} tr_config;
+
+/* Fills cfg with the defaults. Any thread. */
+TR_API void tr_config_init(tr_config *cfg);
+
+/* Creates a system; NULL cfg means defaults. Stores it in *out and returns 0,
+ * or returns TR_EINVAL (bad configuration) or TR_ENOMEM. Any thread. */
+TR_API int tr_system_new(const tr_config *cfg, tr_system **out);
+
+/* Starts the workers and blocks until the system is quiescent (no actor
+ * runnable, no message in flight, nothing pending) or tr_system_stop is
+ * called. May be called again after it returns, to run what was sent since.
+ * Returns 0, TR_EBUSY if already running, or TR_ETHREAD. Outside only. */
+TR_API int tr_system_run(tr_system *sys);
+
+/* Asks a running system to stop: workers finish the handler they are in and
+ * tr_system_run returns. Messages still queued stay queued. Any thread,
+ * handlers included. */
+TR_API void tr_system_stop(tr_system *sys);
+
+/* Ends every live actor (terminate with TR_EXIT_SHUTDOWN), drops queued
+ * messages, and frees the system. Accepts NULL. Outside only, when
+ * tr_system_run is not running. */
+TR_API void tr_system_free(tr_system *sys);
+
+/* Counters of a system. Reading them while it runs gives a recent snapshot. */
+typedef struct tr_stats {
+    uint64_t spawned;      /* actors ever spawned */
+    uint64_t exited;       /* actors that have ended */
+    uint64_t delivered;    /* messages handed to receive */
+    uint64_t dead_letters; /* messages to actors that had ended (or dropped at shutdown) */
+    unsigned workers;
+} tr_stats;
+
+/* Copies the counters into *out. Any thread. */
+TR_API void tr_system_stats(tr_system *sys, tr_stats *out);
+
+/* ---- actors ---------------------------------------------------------- */
+
+/* Spawns an actor from outside any handler. Takes ownership of arg (may be
+ * NULL) on success and on failure. On 0 stores the address in *out (out may
+ * be NULL). Errors: TR_EINVAL (no behaviour or no receive), TR_ENOMEM,
+ * TR_ELIMIT, TR_ESTOPPED. Outside only. */
+TR_API int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
+                           tr_addr *out);
+
+/* Spawns an actor from a handler; the new actor starts on the caller's worker
+ * (cache-warm) and may be stolen by another. Ownership and errors as for
+ * tr_system_spawn. Handler only. */
+TR_API int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out);
+
+/* Sends msg to `to`. Always takes ownership of msg. Returns 0 when it was
+ * queued, TR_EDEAD when the target had already ended (the message is counted
+ * as a dead letter and released), TR_ESTOPPED while the system is being
+ * freed, TR_EINVAL for a NULL msg. Per sender–receiver pair, messages arrive
+ * in the order sent. Handler only. */
+TR_API int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg);
+
+/* Like tr_send, from outside any handler; the receiver sees TR_ADDR_NONE as
+ * the sender. Any thread that is not in a handler of sys. */
+TR_API int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg);
+
+/* Sends msg to the sender of the message being handled; as tr_send. Returns
+ * TR_EINVAL (and releases msg) when there is no sender. Handler only. */
+TR_API int tr_reply(tr_ctx *ctx, tr_msg *msg);
+
+/* The running actor's own address. Handler only. */
+TR_API tr_addr tr_self(const tr_ctx *ctx);
+
+/* The sender of the message being handled, TR_ADDR_NONE in init, terminate,
+ * and for messages sent from outside. Handler only. */
+TR_API tr_addr tr_sender(const tr_ctx *ctx);
+
+/* The system the handler runs in. Handler only. */
+TR_API tr_system *tr_ctx_system(const tr_ctx *ctx);
+
+/* Replaces the running actor's behaviour from the next message on; the state
+ * is kept, so beh->state_size may not exceed the size allocated at spawn.
+ * beh is borrowed, as at spawn. Returns 0 or TR_EINVAL. Handler only. */
+TR_API int tr_become(tr_ctx *ctx, const tr_behavior *beh);
+
+/* Ends the running actor when the current handler returns: terminate runs
+ * with reason, and messages still queued become dead letters. Handler only. */
+TR_API void tr_exit(tr_ctx *ctx, int reason);
+
+/* Writes "<node.index.incarnation>" into buf (at least 32 bytes is enough);
+ * returns buf. Any thread. */
+TR_API char *tr_addr_format(tr_addr addr, char *buf, size_t size);
+
+/* ---- messages -------------------------------------------------------- */
+
+/* Message flags. */
+#define TR_MSG_LOCAL 0x1u   /* holds pointers: never shipped to another process */
+#define TR_MSG_MSGPACK 0x2u /* the payload is one msgpack object */
+
+/* A new message of `type` holding a copy of len bytes at data (data may be
+ * NULL when len is 0). The caller owns the one reference. NULL when out of
+ * memory or len exceeds 4 GiB. Any thread. */
+TR_API tr_msg *tr_msg_new(uint32_t type, const void *data, size_t len);
+
+/* A new message with len uninitialised payload bytes, for building in place:
+ * *data points at them until the message is sent. NULL as for tr_msg_new.
+ * Any thread. */
+TR_API tr_msg *tr_msg_alloc(uint32_t type, size_t len, void **data);
+
+/* The type tag, payload, payload size and flags. Any thread holding a reference. */
+TR_API uint32_t tr_msg_type(const tr_msg *msg);
+TR_API const void *tr_msg_data(const tr_msg *msg);
+TR_API size_t tr_msg_size(const tr_msg *msg);
+TR_API uint32_t tr_msg_flags(const tr_msg *msg);
+
+/* Marks a message as holding pointers: it may only travel inside this process.
+ * Call before the first send. Any thread owning the only reference. */
+TR_API void tr_msg_set_local(tr_msg *msg);
+
+/* A new reference to msg, to keep a received message or to send one message
+ * to many actors without copying. Each reference is released once, by
+ * tr_msg_unref or by sending it. Any thread holding a reference. */
+TR_API tr_msg *tr_msg_ref(const tr_msg *msg);
+
+/* Releases one reference; the message is freed after the last. Accepts NULL.
+ * Any thread. */
+TR_API void tr_msg_unref(tr_msg *msg);
+
+/* Portable payloads with msgpack-c. A new message holding a copy of what buf
+ * holds, flagged TR_MSG_MSGPACK. The caller keeps buf. NULL when out of
+ * memory. Any thread. */
+TR_API tr_msg *tr_msg_new_msgpack(uint32_t type, const msgpack_sbuffer *buf);
+
+/* Parses a msgpack payload into *out (which the caller then destroys with
+ * msgpack_unpacked_destroy, also after an error). Returns 0, TR_EINVAL, or
+ * TR_EFORMAT when the payload is not exactly one msgpack object. Any thread
+ * holding a reference. */
+TR_API int tr_msg_unpack(const tr_msg *msg, msgpack_unpacked *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TROUPE_H */

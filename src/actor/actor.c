@@ -1,0 +1,323 @@
+/* Spawning, sending, running and ending actors. */
+#include "actor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+tr_addr actor_addr(tr_system *sys, actor *a)
+{
+    uint64_t life = atomic_load_explicit(&a->life, memory_order_relaxed);
+    return addr_make(sys->node_id, (uint32_t)(life >> 32), a->index);
+}
+
+/* ---- state memory ------------------------------------------------------ */
+
+static void *state_alloc(tr_system *sys, size_t size)
+{
+    if (size == 0)
+        return NULL;
+    int cls = pool_class_of(size);
+    void *p = cls >= 0 ? pool_alloc(sys->pool, cls) : malloc(size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+static void state_free(tr_system *sys, void *state, size_t size)
+{
+    if (!state)
+        return;
+    int cls = pool_class_of(size);
+    if (cls >= 0)
+        pool_release(sys->pool, cls, state);
+    else
+        free(state);
+}
+
+/* ---- counting ---------------------------------------------------------- */
+
+static void count(tr_system *sys, sched_worker *w, unsigned counter, _Atomic uint64_t *outside)
+{
+    if (w)
+        sched_count(w, counter, 1);
+    else /* relaxed: a statistic */
+        atomic_fetch_add_explicit(outside, 1, memory_order_relaxed);
+    (void)sys;
+}
+
+static void dead_letter(tr_system *sys, msg_link *link)
+{
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
+    msg_link_release(link);
+}
+
+/* ---- scheduling -------------------------------------------------------- */
+
+/* Queues a for a turn: on the calling worker when there is one, else through
+ * the inject queue. The caller has just set a->scheduled. */
+static void schedule(tr_system *sys, actor *a, sched_worker *w)
+{
+    if (w && w->sched == &sys->sched)
+        sched_push(w, &a->run_node);
+    else
+        sched_inject(&sys->sched, &a->run_node);
+}
+
+/* Pins the live actor named by `to`, or returns NULL if it has ended. */
+static actor *pin(tr_system *sys, tr_addr to)
+{
+    if (addr_node(to) != sys->node_id)
+        return NULL;
+    actor *a = table_lookup(&sys->table, addr_index(to));
+    if (!a)
+        return NULL;
+    /* acquire: pairs with the release of spawn's publication, so the mailbox
+     * is initialised before we push. */
+    uint64_t life = atomic_fetch_add_explicit(&a->life, 1, memory_order_acquire);
+    if ((life & LIFE_CLOSED) || ((life >> 32) & ADDR_GEN_MASK) != addr_gen(to)) {
+        /* release: nothing of ours to publish, but keeps the unpin ordered
+         * after our look at life for the actor that waits for pins. */
+        atomic_fetch_sub_explicit(&a->life, 1, memory_order_release);
+        return NULL;
+    }
+    return a;
+}
+
+static void unpin(actor *a)
+{
+    /* release: our push happens before the ending actor drains the mailbox. */
+    atomic_fetch_sub_explicit(&a->life, 1, memory_order_release);
+}
+
+/* The one send path, for handlers (w set) and outside threads (w NULL). */
+static int deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg)
+{
+    if (!msg)
+        return TR_EINVAL;
+    if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
+        tr_msg_unref(msg);
+        return TR_ESTOPPED;
+    }
+    msg_link *link = msg_link_for_send(msg, from);
+    if (!link) {
+        tr_msg_unref(msg);
+        return TR_ENOMEM;
+    }
+    actor *a = pin(sys, to);
+    if (!a) {
+        dead_letter(sys, link);
+        return TR_EDEAD;
+    }
+    mailbox_push(&a->mailbox, &link->node);
+    /* seq_cst load after the seq_cst push: if the runner has just cleared
+     * `scheduled`, either we see 0 here or it sees our message. */
+    if (atomic_load(&a->scheduled) == 0 && atomic_exchange(&a->scheduled, 1) == 0)
+        schedule(sys, a, w);
+    unpin(a);
+    return 0;
+}
+
+int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
+{
+    if (!ctx) {
+        tr_msg_unref(msg);
+        return TR_EINVAL;
+    }
+    return deliver(ctx->sys, ctx->worker, tr_self(ctx), to, msg);
+}
+
+int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
+{
+    if (!sys) {
+        tr_msg_unref(msg);
+        return TR_EINVAL;
+    }
+    /* Held while under way, so the system cannot be judged quiescent between
+     * our push and the actor's scheduling. */
+    sched_hold(&sys->sched);
+    int rc = deliver(sys, NULL, TR_ADDR_NONE, to, msg);
+    sched_release(&sys->sched);
+    return rc;
+}
+
+int tr_reply(tr_ctx *ctx, tr_msg *msg)
+{
+    if (!ctx || tr_addr_is_none(ctx->sender)) {
+        tr_msg_unref(msg);
+        return TR_EINVAL;
+    }
+    return tr_send(ctx, ctx->sender, msg);
+}
+
+/* ---- spawning ---------------------------------------------------------- */
+
+static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg *arg,
+                 tr_addr *out)
+{
+    int err = TR_EINVAL;
+    if (!sys || !beh || !beh->receive || beh->state_size > UINT32_MAX)
+        goto fail;
+    err = TR_ESTOPPED;
+    if (atomic_load_explicit(&sys->closing, memory_order_relaxed))
+        goto fail;
+    actor *a = table_acquire(&sys->table, &err);
+    if (!a)
+        goto fail;
+    a->behavior = beh;
+    a->state_size = (uint32_t)beh->state_size;
+    a->state = state_alloc(sys, beh->state_size);
+    if (beh->state_size && !a->state) {
+        atomic_fetch_or(&a->life, LIFE_CLOSED);
+        table_release(&sys->table, a);
+        err = TR_ENOMEM;
+        goto fail;
+    }
+    a->init_arg = arg;
+    a->started = false;
+    count(sys, w, COUNT_SPAWNED, &sys->outside_spawned);
+    if (out)
+        *out = actor_addr(sys, a);
+    /* An actor with an init to run takes its first turn at once; one without
+     * waits, costing nothing, until its first message. */
+    bool run_now = beh->init || arg;
+    atomic_store(&a->scheduled, run_now ? 1u : 0u);
+    if (run_now)
+        schedule(sys, a, w);
+    return 0;
+fail:
+    tr_msg_unref(arg);
+    return err;
+}
+
+int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+{
+    if (!ctx) {
+        tr_msg_unref(arg);
+        return TR_EINVAL;
+    }
+    return spawn(ctx->sys, ctx->worker, beh, arg, out);
+}
+
+int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+{
+    if (!sys) {
+        tr_msg_unref(arg);
+        return TR_EINVAL;
+    }
+    sched_hold(&sys->sched);
+    int rc = spawn(sys, NULL, beh, arg, out);
+    sched_release(&sys->sched);
+    return rc;
+}
+
+/* ---- the handler's context --------------------------------------------- */
+
+tr_addr tr_self(const tr_ctx *ctx) { return actor_addr(ctx->sys, ctx->self); }
+tr_addr tr_sender(const tr_ctx *ctx) { return ctx->sender; }
+tr_system *tr_ctx_system(const tr_ctx *ctx) { return ctx->sys; }
+
+int tr_become(tr_ctx *ctx, const tr_behavior *beh)
+{
+    if (!ctx || !beh || !beh->receive || beh->state_size > ctx->self->state_size)
+        return TR_EINVAL;
+    ctx->self->behavior = beh;
+    return 0;
+}
+
+void tr_exit(tr_ctx *ctx, int reason)
+{
+    ctx->exiting = true;
+    ctx->reason = reason;
+}
+
+/* ---- ending ------------------------------------------------------------ */
+
+/* Ends a: terminate, close the address, turn what is queued into dead
+ * letters, free the state and the slot. The runner's thread. */
+static void actor_end(tr_ctx *ctx, actor *a, int reason)
+{
+    tr_system *sys = ctx->sys;
+    ctx->sender = TR_ADDR_NONE;
+    if (a->started && a->behavior->terminate)
+        a->behavior->terminate(ctx, a->state, reason);
+    atomic_fetch_or(&a->life, LIFE_CLOSED);
+    /* acquire: each sender's push happens before its unpin. */
+    while (atomic_load_explicit(&a->life, memory_order_acquire) & LIFE_PINS)
+        cpu_relax();
+    mailbox_node *node;
+    while ((node = mailbox_pop(&a->mailbox)))
+        dead_letter(sys, msg_link_of(node));
+    tr_msg_unref(a->init_arg);
+    a->init_arg = NULL;
+    state_free(sys, a->state, a->state_size);
+    a->state = NULL;
+    atomic_store_explicit(&a->scheduled, 0, memory_order_relaxed);
+    count(sys, ctx->worker, COUNT_EXITED, &sys->outside_exited);
+    table_release(&sys->table, a);
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static bool start(tr_ctx *ctx, actor *a)
+{
+    a->started = true;
+    tr_msg *arg = a->init_arg;
+    a->init_arg = NULL;
+    int rc = a->behavior->init ? a->behavior->init(ctx, a->state, arg) : 0;
+    tr_msg_unref(arg);
+    if (rc != 0 && !ctx->exiting)
+        tr_exit(ctx, rc);
+    return !ctx->exiting;
+}
+
+void actor_run(sched_node *node, sched_worker *w, void *arg)
+{
+    tr_system *sys = arg;
+    actor *a = container_of(node, actor, run_node);
+    tr_ctx ctx = {.sys = sys, .self = a, .worker = w};
+    unsigned handled = 0;
+    if (a->started || start(&ctx, a)) {
+        for (; handled < sys->batch; handled++) {
+            mailbox_node *mn = mailbox_pop(&a->mailbox);
+            if (!mn)
+                break;
+            msg_link *link = msg_link_of(mn);
+            ctx.sender = link->from;
+            a->behavior->receive(&ctx, a->state, link->msg);
+            msg_link_release(link);
+            if (ctx.exiting) {
+                handled++;
+                break;
+            }
+        }
+        sched_count(w, COUNT_DELIVERED, handled);
+    }
+    if (ctx.exiting) {
+        actor_end(&ctx, a, ctx.reason);
+        return;
+    }
+    if (!mailbox_empty(&a->mailbox)) {
+        sched_requeue(w, &a->run_node); /* more waiting: after the others */
+        return;
+    }
+    /* seq_cst store, then the seq_cst read in mailbox_empty: a sender that
+     * pushed before we cleared the flag is seen here; one after sees 0. */
+    atomic_store(&a->scheduled, 0);
+    if (!mailbox_empty(&a->mailbox) && atomic_exchange(&a->scheduled, 1) == 0)
+        sched_push(w, &a->run_node);
+}
+
+/* ---- shutdown ---------------------------------------------------------- */
+
+static void shutdown_one(actor *a, void *arg)
+{
+    tr_system *sys = arg;
+    uint64_t life = atomic_load_explicit(&a->life, memory_order_relaxed);
+    if ((life & LIFE_CLOSED) || ((life >> 32) & ADDR_GEN_MASK) == 0)
+        return; /* ended, or never used */
+    tr_ctx ctx = {.sys = sys, .self = a, .worker = NULL};
+    actor_end(&ctx, a, TR_EXIT_SHUTDOWN);
+}
+
+void actor_shutdown_all(tr_system *sys) { table_for_each(&sys->table, shutdown_one, sys); }

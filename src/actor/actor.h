@@ -1,0 +1,118 @@
+/* Actors and the system that runs them: internal definitions. */
+#ifndef TR_ACTOR_H
+#define TR_ACTOR_H
+
+#include "../mailbox/mailbox.h"
+#include "../msg/msg.h"
+#include "../platform/platform.h"
+#include "../platform/pool.h"
+#include "../sched/sched.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "troupe.h"
+
+/* ---- addresses: node(16) | incarnation(22) | index(26) ---------------- */
+
+#define ADDR_INDEX_BITS 26
+#define ADDR_GEN_BITS 22
+#define ADDR_MAX_INDEX ((1u << ADDR_INDEX_BITS) - 1)
+#define ADDR_GEN_MASK ((1u << ADDR_GEN_BITS) - 1)
+
+static inline tr_addr addr_make(uint16_t node, uint32_t gen, uint32_t index)
+{
+    return (tr_addr){((uint64_t)node << 48) | ((uint64_t)(gen & ADDR_GEN_MASK) << 26) | index};
+}
+static inline uint32_t addr_index(tr_addr a) { return (uint32_t)(a.bits & ADDR_MAX_INDEX); }
+static inline uint32_t addr_gen(tr_addr a) { return (uint32_t)(a.bits >> 26) & ADDR_GEN_MASK; }
+static inline uint16_t addr_node(tr_addr a) { return (uint16_t)(a.bits >> 48); }
+
+/* ---- the actor control block ------------------------------------------ */
+
+/* life: incarnation << 32 | LIFE_CLOSED | pins. A sender pins the actor
+ * (one fetch_add) while it pushes, so the slot cannot be recycled under it;
+ * an ending actor sets LIFE_CLOSED, waits for the pins to drain, and only
+ * then empties its mailbox and frees the slot. */
+#define LIFE_CLOSED (1ull << 31)
+#define LIFE_PINS 0x7fffffffull
+#define LIFE_GEN_ONE (1ull << 32)
+
+typedef struct actor {
+    /* Written by senders. Aligned so two actors never share a cache line. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t life;
+    _Atomic uint32_t scheduled; /* 1 while queued or running: one scheduler at a time */
+    mailbox mailbox;            /* head by senders; tail and stub by the runner */
+    /* Written by the worker running the actor (or by spawn, before it is
+     * published through the scheduler or an address). */
+    sched_node run_node;
+    const tr_behavior *behavior;
+    void *state;
+    tr_msg *init_arg;
+    uint32_t index;
+    uint32_t state_size;
+    bool started;
+    struct actor *next_free; /* on the table's free list */
+} actor;
+
+/* ---- the actor table: index -> control block, never freed while the system
+ * lives (type-stable), so a stale address can always be checked safely. ---- */
+
+#define TABLE_PAGE_BITS 12
+#define TABLE_PAGE_SIZE (1u << TABLE_PAGE_BITS)
+#define TABLE_PAGES (1u << (ADDR_INDEX_BITS - TABLE_PAGE_BITS))
+
+typedef struct actor_table {
+    _Atomic(actor *) pages[TABLE_PAGES];
+    pthread_mutex_t lock; /* guards the free list and growth */
+    actor *free_list;
+    uint32_t next_index; /* first never-used index */
+    _Atomic uint32_t limit; /* indexes below this have a page */
+} actor_table;
+
+int table_init(actor_table *t);
+void table_fini(actor_table *t);
+/* A free control block with a new incarnation, or NULL (TR_ENOMEM or
+ * TR_ELIMIT in *err). Any thread. */
+actor *table_acquire(actor_table *t, int *err);
+/* Returns an ended actor's block to the free list. Any thread. */
+void table_release(actor_table *t, actor *a);
+/* The block at index, or NULL if that index was never handed out. */
+actor *table_lookup(actor_table *t, uint32_t index);
+/* Calls fn for every block ever handed out (live or not). Not thread-safe. */
+void table_for_each(actor_table *t, void (*fn)(actor *a, void *arg), void *arg);
+
+/* ---- the system ------------------------------------------------------- */
+
+enum { COUNT_DELIVERED = 0, COUNT_SPAWNED = 1, COUNT_EXITED = 2 };
+
+struct tr_system {
+    sched sched;
+    actor_table table;
+    pool *pool;
+    unsigned batch;
+    uint16_t node_id;
+    _Atomic bool closing; /* tr_system_free has begun */
+    /* Counted off the pool: actors spawned or ended outside any worker. */
+    _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
+};
+
+struct tr_ctx {
+    tr_system *sys;
+    actor *self;
+    sched_worker *worker; /* NULL during shutdown */
+    tr_addr sender;
+    bool exiting;
+    int reason;
+};
+
+/* Runs an actor for one turn; the scheduler's run callback. */
+void actor_run(sched_node *node, sched_worker *w, void *arg);
+/* Ends every live actor at shutdown and frees what they hold. */
+void actor_shutdown_all(tr_system *sys);
+/* The address of a live actor. */
+tr_addr actor_addr(tr_system *sys, actor *a);
+
+#endif

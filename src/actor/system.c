@@ -1,0 +1,90 @@
+/* The system: configuration, lifecycle and statistics. */
+#include "actor.h"
+
+#include <stdlib.h>
+
+#define DEFAULT_BATCH 64
+#define MAX_WORKERS 1024
+
+void tr_config_init(tr_config *cfg)
+{
+    if (cfg)
+        *cfg = (tr_config){0};
+}
+
+int tr_system_new(const tr_config *cfg, tr_system **out)
+{
+    tr_config c;
+    tr_config_init(&c);
+    if (cfg)
+        c = *cfg;
+    if (!out || c.workers > MAX_WORKERS)
+        return TR_EINVAL;
+    *out = NULL;
+    unsigned workers = c.workers ? c.workers : platform_cpu_count();
+    tr_system *sys = aligned_alloc(CACHE_LINE, sizeof *sys);
+    if (!sys)
+        return TR_ENOMEM;
+    sys->batch = c.batch ? c.batch : DEFAULT_BATCH;
+    sys->node_id = c.node_id;
+    atomic_init(&sys->closing, false);
+    atomic_init(&sys->outside_spawned, 0);
+    atomic_init(&sys->outside_exited, 0);
+    atomic_init(&sys->dead_letters, 0);
+    sys->pool = pool_new();
+    if (!sys->pool) {
+        free(sys);
+        return TR_ENOMEM;
+    }
+    table_init(&sys->table);
+    if (sched_init(&sys->sched, workers, actor_run, sys, sys->pool) != 0) {
+        table_fini(&sys->table);
+        pool_free(sys->pool);
+        free(sys);
+        return TR_ENOMEM;
+    }
+    *out = sys;
+    return 0;
+}
+
+int tr_system_run(tr_system *sys)
+{
+    if (!sys)
+        return TR_EINVAL;
+    if (sched_current())
+        return TR_EBUSY; /* from a handler: would wait for itself */
+    int rc = sched_run(&sys->sched);
+    return rc == 0 ? 0 : rc == -2 ? TR_EBUSY : TR_ETHREAD;
+}
+
+void tr_system_stop(tr_system *sys)
+{
+    if (sys)
+        sched_stop(&sys->sched);
+}
+
+void tr_system_free(tr_system *sys)
+{
+    if (!sys)
+        return;
+    atomic_store(&sys->closing, true);
+    actor_shutdown_all(sys);
+    sched_fini(&sys->sched);
+    table_fini(&sys->table);
+    pool_free(sys->pool);
+    free(sys);
+}
+
+void tr_system_stats(tr_system *sys, tr_stats *out)
+{
+    if (!sys || !out)
+        return;
+    sched *s = &sys->sched;
+    *out = (tr_stats){
+        .spawned = sched_sum(s, COUNT_SPAWNED) + atomic_load(&sys->outside_spawned),
+        .exited = sched_sum(s, COUNT_EXITED) + atomic_load(&sys->outside_exited),
+        .delivered = sched_sum(s, COUNT_DELIVERED),
+        .dead_letters = atomic_load(&sys->dead_letters),
+        .workers = s->nworkers,
+    };
+}

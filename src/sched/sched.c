@@ -1,0 +1,270 @@
+/* Worker threads, stealing, parking and quiescence. */
+#include "sched.h"
+
+#include <stdlib.h>
+
+#define FAIRNESS_TICK 61 /* every so many runs, older work goes first */
+#define SPIN_ROUNDS 64   /* steal attempts before parking */
+
+static _Thread_local sched_worker *current_worker;
+
+sched_worker *sched_current(void) { return current_worker; }
+
+int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
+{
+    s->workers = calloc(n, sizeof *s->workers);
+    if (!s->workers)
+        return -1;
+    s->nworkers = n;
+    s->run = run;
+    s->arg = arg;
+    s->pool = p;
+    for (unsigned i = 0; i < n; i++) {
+        sched_worker *w = &s->workers[i];
+        if (deque_init(&w->runnable, 10) != 0) {
+            for (unsigned j = 0; j < i; j++)
+                deque_fini(&s->workers[j].runnable);
+            free(s->workers);
+            return -1;
+        }
+        w->sched = s;
+        w->index = i;
+        w->rng = 0x9e3779b9u * (i + 1);
+    }
+    inject_init(&s->inject);
+    atomic_init(&s->sleepers, 0);
+    atomic_init(&s->state, SCHED_RUNNING);
+    atomic_init(&s->holds, 0);
+    atomic_init(&s->running, false);
+    pthread_mutex_init(&s->park_lock, NULL);
+    pthread_cond_init(&s->park_cond, NULL);
+    return 0;
+}
+
+void sched_fini(sched *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++)
+        deque_fini(&s->workers[i].runnable);
+    free(s->workers);
+    inject_fini(&s->inject);
+    pthread_mutex_destroy(&s->park_lock);
+    pthread_cond_destroy(&s->park_cond);
+}
+
+uint64_t sched_sum(sched *s, unsigned counter)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        sum += atomic_load_explicit(&s->workers[i].counters[counter], memory_order_relaxed);
+    return sum;
+}
+
+/* ---- waking ---------------------------------------------------------- */
+
+static void wake_one(sched *s)
+{
+    /* seq_cst (with the fence): the push before this read and a parking
+     * worker's sleepers++ before its look at the queues form a Dekker pair. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&s->sleepers) == 0)
+        return;
+    pthread_mutex_lock(&s->park_lock);
+    pthread_cond_signal(&s->park_cond);
+    pthread_mutex_unlock(&s->park_lock);
+}
+
+void sched_push(sched_worker *w, sched_node *n)
+{
+    if (deque_push(&w->runnable, n) != 0) {
+        sched_inject(w->sched, n); /* out of memory to grow: never lose it */
+        return;
+    }
+    /* One runnable is ours to run next; wake a helper only for a surplus,
+     * so a chain of sends (ping-pong, a ring) stays on one warm core. */
+    if (deque_size(&w->runnable) > 1)
+        wake_one(w->sched);
+}
+
+void sched_requeue(sched_worker *w, sched_node *n) { run_list_push(&w->requeue, n); }
+
+void sched_inject(sched *s, sched_node *n)
+{
+    inject_push(&s->inject, n);
+    wake_one(s);
+}
+
+void sched_hold(sched *s) { atomic_fetch_add(&s->holds, 1); }
+
+void sched_release(sched *s)
+{
+    /* seq_cst: pairs with the last parker's read of holds (see park). */
+    if (atomic_fetch_sub(&s->holds, 1) != 1)
+        return;
+    if (atomic_load(&s->sleepers) != s->nworkers)
+        return;
+    /* Everyone sleeps: let one look again, it may find the system quiescent. */
+    pthread_mutex_lock(&s->park_lock);
+    pthread_cond_signal(&s->park_cond);
+    pthread_mutex_unlock(&s->park_lock);
+}
+
+void sched_stop(sched *s)
+{
+    int expected = SCHED_RUNNING;
+    atomic_compare_exchange_strong(&s->state, &expected, SCHED_STOP);
+    pthread_mutex_lock(&s->park_lock);
+    pthread_cond_broadcast(&s->park_cond);
+    pthread_mutex_unlock(&s->park_lock);
+}
+
+/* ---- finding work ---------------------------------------------------- */
+
+static sched_node *steal(sched_worker *w)
+{
+    sched *s = w->sched;
+    unsigned n = s->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = platform_rand(&w->rng) % n;
+    for (unsigned i = 0; i < n; i++) {
+        sched_worker *victim = &s->workers[(start + i) % n];
+        if (victim == w)
+            continue;
+        void *x = deque_steal(&victim->runnable);
+        if (x && x != DEQUE_ABORT)
+            return x;
+    }
+    return NULL;
+}
+
+/* Takes the oldest requeued runnable; up to 64 more move into the deque, so
+ * idle workers can steal them, in an order that pops them oldest first. */
+static sched_node *take_requeued(sched_worker *w)
+{
+    sched_node *first = run_list_pop(&w->requeue);
+    if (!first)
+        return NULL;
+    if (w->requeue.count == 0)
+        return first;
+    sched_node *rest[64];
+    unsigned k = 0;
+    while (k < 64 && w->requeue.count)
+        rest[k++] = run_list_pop(&w->requeue);
+    while (k)
+        sched_push(w, rest[--k]);
+    return first;
+}
+
+static sched_node *next_runnable(sched_worker *w)
+{
+    sched *s = w->sched;
+    sched_node *n;
+    if (++w->tick % FAIRNESS_TICK == 0) {
+        /* Older work first now and then, so a busy chain cannot starve it. */
+        if ((n = run_list_pop(&w->requeue)) || (n = inject_pop(&s->inject)))
+            return n;
+    }
+    if ((n = deque_pop(&w->runnable)) || (n = take_requeued(w)) ||
+        (n = inject_pop(&s->inject)))
+        return n;
+    for (int round = 0; round < SPIN_ROUNDS; round++) {
+        if ((n = steal(w)) || (n = inject_pop(&s->inject)))
+            return n;
+        if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
+            return NULL;
+        cpu_relax();
+    }
+    return NULL;
+}
+
+/* ---- parking and quiescence ------------------------------------------ */
+
+static bool work_visible(sched *s)
+{
+    if (inject_size(&s->inject))
+        return true;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        if (deque_size(&s->workers[i].runnable))
+            return true;
+    return false;
+}
+
+/* Parks w until there is work (true) or the system stops (false). The last
+ * worker to park finds the system quiescent when no work is visible and
+ * nothing is held: every other worker sleeps, so nothing can make new work
+ * except a holder, and holders release only after scheduling theirs. */
+static bool park(sched_worker *w)
+{
+    sched *s = w->sched;
+    bool keep_running = true;
+    pthread_mutex_lock(&s->park_lock);
+    atomic_fetch_add(&s->sleepers, 1);
+    for (;;) {
+        if (atomic_load(&s->state) != SCHED_RUNNING) {
+            keep_running = false;
+            break;
+        }
+        if (work_visible(s))
+            break;
+        if (atomic_load(&s->sleepers) == s->nworkers && atomic_load(&s->holds) == 0) {
+            atomic_store(&s->state, SCHED_QUIESCENT);
+            pthread_cond_broadcast(&s->park_cond);
+            keep_running = false;
+            break;
+        }
+        pthread_cond_wait(&s->park_cond, &s->park_lock);
+    }
+    atomic_fetch_sub(&s->sleepers, 1);
+    pthread_mutex_unlock(&s->park_lock);
+    return keep_running;
+}
+
+static void *worker_main(void *arg)
+{
+    sched_worker *w = arg;
+    sched *s = w->sched;
+    current_worker = w;
+    pool_bind_thread(s->pool, &w->cache);
+    for (;;) {
+        if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
+            break;
+        sched_node *n = next_runnable(w);
+        if (n)
+            s->run(n, w, s->arg);
+        else if (w->requeue.count == 0 && !park(w))
+            break;
+    }
+    pool_unbind_thread();
+    current_worker = NULL;
+    return NULL;
+}
+
+int sched_run(sched *s)
+{
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&s->running, &expected, true))
+        return -2;
+    atomic_store(&s->state, SCHED_RUNNING);
+    unsigned started = 0;
+    int rc = 0;
+    for (; started < s->nworkers; started++) {
+        if (pthread_create(&s->workers[started].thread, NULL, worker_main,
+                           &s->workers[started]) != 0) {
+            sched_stop(s);
+            rc = -1;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    /* Work left on a stopped worker's own lists moves to the inject queue so
+     * a later run finds it. */
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        sched_worker *w = &s->workers[i];
+        sched_node *n;
+        while ((n = deque_pop(&w->runnable)) || (n = run_list_pop(&w->requeue)))
+            inject_push(&s->inject, n);
+    }
+    atomic_store(&s->running, false);
+    return rc;
+}

@@ -1,0 +1,105 @@
+/* The scheduler: worker threads running opaque runnables.
+ *
+ * Each worker owns a Chase–Lev deque. Work made runnable on a worker goes to
+ * the bottom of its deque and runs next (cache-warm); a runnable that used
+ * its whole turn goes to the worker's requeue list, behind everything else.
+ * An idle worker steals from a random victim, checks the inject queue (work
+ * from outside the pool), spins briefly, then parks on a condition variable.
+ * Parking never loses a wake-up and an idle system burns no CPU.
+ *
+ * The scheduler knows nothing of actors: it calls run(node) for the layer
+ * above, which embeds a sched_node in what it schedules. */
+#ifndef TR_SCHED_H
+#define TR_SCHED_H
+
+#include "../platform/platform.h"
+#include "../platform/pool.h"
+#include "deque.h"
+#include "inject.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sched sched;
+typedef struct sched_worker sched_worker;
+
+/* Runs one runnable on worker w, on w's thread. */
+typedef void (*sched_run_fn)(sched_node *runnable, sched_worker *w, void *arg);
+
+#define SCHED_COUNTERS 4 /* per-worker counters named by the layer above */
+
+struct sched_worker {
+    deque runnable; /* aligned internally: top for thieves, bottom for us */
+    /* Written by the owning worker only. */
+    _Alignas(CACHE_LINE) run_list requeue;
+    sched *sched;
+    unsigned index;
+    unsigned tick;
+    uint32_t rng;
+    pool_cache cache;
+    pthread_t thread;
+    /* Owner writes (relaxed), anyone reads for statistics. */
+    _Atomic uint64_t counters[SCHED_COUNTERS];
+};
+
+enum { SCHED_RUNNING = 0, SCHED_STOP = 1, SCHED_QUIESCENT = 2 };
+
+struct sched {
+    /* Read-mostly. */
+    sched_worker *workers;
+    unsigned nworkers;
+    sched_run_fn run;
+    void *arg;
+    pool *pool;
+    /* Shared, written when work crosses threads or workers park. */
+    _Alignas(CACHE_LINE) inject_queue inject;
+    _Alignas(CACHE_LINE) _Atomic unsigned sleepers;
+    _Atomic int state;       /* SCHED_RUNNING / STOP / QUIESCENT */
+    _Atomic int64_t holds;   /* pending things that keep the system alive */
+    _Atomic bool running;
+    pthread_mutex_t park_lock;
+    pthread_cond_t park_cond;
+};
+
+/* Sets up n workers (not started). Returns 0 or -1 when out of memory. */
+int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p);
+void sched_fini(sched *s);
+
+/* Starts the workers and blocks until quiescent or stopped. Returns 0, or -1
+ * when a thread could not be started (those started are stopped again).
+ * Outside the pool only. */
+int sched_run(sched *s);
+
+/* Asks the workers to stop after their current runnable. Any thread. */
+void sched_stop(sched *s);
+
+/* Makes n runnable on worker w (its deque). w's thread only. */
+void sched_push(sched_worker *w, sched_node *n);
+
+/* Puts n back after it used its turn: it runs after what is already waiting
+ * on w. w's thread only. */
+void sched_requeue(sched_worker *w, sched_node *n);
+
+/* Makes n runnable from outside the pool. Any thread. */
+void sched_inject(sched *s, sched_node *n);
+
+/* Something pending (an outside send under way, later a timer) that keeps
+ * the system from being quiescent. Any thread. */
+void sched_hold(sched *s);
+void sched_release(sched *s);
+
+/* The worker running on the calling thread, or NULL. */
+sched_worker *sched_current(void);
+
+/* Per-worker counters: add on the owning worker, sum from any thread. */
+static inline void sched_count(sched_worker *w, unsigned counter, uint64_t n)
+{
+    /* relaxed: a statistic, written only by this worker. */
+    uint64_t v = atomic_load_explicit(&w->counters[counter], memory_order_relaxed);
+    atomic_store_explicit(&w->counters[counter], v + n, memory_order_relaxed);
+}
+uint64_t sched_sum(sched *s, unsigned counter);
+
+#endif
