@@ -301,10 +301,12 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
         sched_requeue(w, &a->run_node); /* more waiting: after the others */
         return;
     }
-    /* seq_cst store, then the seq_cst read in mailbox_empty: a sender that
-     * pushed before we cleared the flag is seen here; one after sees 0. */
+    /* seq_cst store, then a seq_cst read of the producers' end: a sender
+     * that pushed before we cleared the flag is seen here; one after sees 0
+     * and schedules the actor itself (maybe elsewhere: from here on we only
+     * touch what senders touch). */
     atomic_store(&a->scheduled, 0);
-    if (!mailbox_empty(&a->mailbox) && atomic_exchange(&a->scheduled, 1) == 0)
+    if (mailbox_pushed_since_empty(&a->mailbox) && atomic_exchange(&a->scheduled, 1) == 0)
         sched_push(w, &a->run_node);
 }
 

@@ -18,9 +18,11 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     tr_config_init(&c);
     if (cfg)
         c = *cfg;
-    if (!out || c.workers > MAX_WORKERS)
+    if (!out)
         return TR_EINVAL;
     *out = NULL;
+    if (c.workers > MAX_WORKERS)
+        return TR_EINVAL;
     unsigned workers = c.workers ? c.workers : platform_cpu_count();
     tr_system *sys = aligned_alloc(CACHE_LINE, sizeof *sys);
     if (!sys)

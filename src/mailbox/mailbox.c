@@ -53,3 +53,5 @@ bool mailbox_empty(mailbox *mb)
 {
     return mb->tail == &mb->stub && atomic_load(&mb->head) == &mb->stub;
 }
+
+bool mailbox_pushed_since_empty(mailbox *mb) { return atomic_load(&mb->head) != &mb->stub; }

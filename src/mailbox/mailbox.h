@@ -38,4 +38,9 @@ mailbox_node *mailbox_pop(mailbox *mb);
  * sees the actor unscheduled. Consumer only. */
 bool mailbox_empty(mailbox *mb);
 
+/* After mailbox_empty returned true: whether anything was pushed since. It
+ * reads only the producers' end (seq_cst), so it is safe to call after the
+ * consumer has handed its role to another thread. */
+bool mailbox_pushed_since_empty(mailbox *mb);
+
 #endif

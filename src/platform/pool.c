@@ -65,6 +65,31 @@ void pool_free(pool *p)
     free(p);
 }
 
+static void depot_put(pool *p, int cls, free_block *mag, unsigned count)
+{
+    depot *d = &p->depots[cls];
+    mag->count = count;
+    pthread_mutex_lock(&d->lock);
+    mag->next_magazine = d->magazines;
+    d->magazines = mag;
+    pthread_mutex_unlock(&d->lock);
+}
+
+#ifdef TR_POOL_MALLOC
+/* Sanitizer builds: plain malloc, so use-after-free is caught. */
+void *pool_alloc(pool *p, int cls)
+{
+    (void)p;
+    return aligned_alloc(CACHE_LINE, class_size(cls));
+}
+
+void pool_release(pool *p, int cls, void *block)
+{
+    (void)p;
+    (void)cls;
+    free(block);
+}
+#else
 /* Carves a fresh chunk into one magazine of blocks. */
 static free_block *carve(pool *p, int cls)
 {
@@ -98,31 +123,6 @@ static free_block *depot_take(pool *p, int cls)
     return mag ? mag : carve(p, cls);
 }
 
-static void depot_put(pool *p, int cls, free_block *mag, unsigned count)
-{
-    depot *d = &p->depots[cls];
-    mag->count = count;
-    pthread_mutex_lock(&d->lock);
-    mag->next_magazine = d->magazines;
-    d->magazines = mag;
-    pthread_mutex_unlock(&d->lock);
-}
-
-#ifdef TR_POOL_MALLOC
-/* Sanitizer builds: plain malloc, so use-after-free is caught. */
-void *pool_alloc(pool *p, int cls)
-{
-    (void)p;
-    return aligned_alloc(CACHE_LINE, class_size(cls));
-}
-
-void pool_release(pool *p, int cls, void *block)
-{
-    (void)p;
-    (void)cls;
-    free(block);
-}
-#else
 void *pool_alloc(pool *p, int cls)
 {
     pool_cache *c = thread_cache;
