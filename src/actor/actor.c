@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SENDS_PER_MESSAGE 16
+
 tr_addr actor_addr(tr_system *sys, actor *a)
 {
     uint64_t life = atomic_load_explicit(&a->life, memory_order_relaxed);
@@ -124,6 +126,7 @@ int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
         tr_msg_unref(msg);
         return TR_EINVAL;
     }
+    ctx->sent++;
     return deliver(ctx->sys, ctx->worker, tr_self(ctx), to, msg);
 }
 
@@ -278,7 +281,11 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
     tr_ctx ctx = {.sys = sys, .self = a, .worker = w};
     unsigned handled = 0;
     if (a->started || start(&ctx, a)) {
-        for (; handled < sys->batch; handled++) {
+        /* A turn ends after `batch` messages, or sooner when the handlers
+         * send a lot (SENDS_PER_MESSAGE sends cost one message): a fan-out
+         * actor yields while what it sent is still in cache, and cannot run
+         * far ahead of its receivers. */
+        for (; handled + ctx.sent / SENDS_PER_MESSAGE < sys->batch; handled++) {
             mailbox_node *mn = mailbox_pop(&a->mailbox);
             if (!mn)
                 break;

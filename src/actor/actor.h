@@ -104,6 +104,7 @@ struct tr_ctx {
     actor *self;
     sched_worker *worker; /* NULL during shutdown */
     tr_addr sender;
+    unsigned sent; /* sends in this turn: they use up the turn too */
     bool exiting;
     int reason;
 };

@@ -73,8 +73,12 @@ void tr_msg_unref(tr_msg *msg)
 {
     if (!msg)
         return;
-    /* acq_rel: every reader's last use happens before the free below. */
-    if (atomic_fetch_sub_explicit(&msg->refs, 1, memory_order_acq_rel) != 1)
+    /* acquire: if ours is the only reference left, every other holder's
+     * last use (and its release below) happened before; no one can take a
+     * new reference without holding one, so no read-modify-write is needed.
+     * Otherwise acq_rel: the last one out frees after all readers. */
+    if (atomic_load_explicit(&msg->refs, memory_order_acquire) != 1 &&
+        atomic_fetch_sub_explicit(&msg->refs, 1, memory_order_acq_rel) != 1)
         return;
     block_free(msg->origin, msg->size_class, msg);
 }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #define FAIRNESS_TICK 61 /* every so many runs, older work goes first */
-#define SPIN_ROUNDS 64   /* steal attempts before parking */
+#define SPIN_ROUNDS 256  /* steal rounds (about 20 us) before parking */
 
 static _Thread_local sched_worker *current_worker;
 
@@ -33,6 +33,7 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
     }
     inject_init(&s->inject);
     atomic_init(&s->sleepers, 0);
+    atomic_init(&s->spinning, 0);
     atomic_init(&s->state, SCHED_RUNNING);
     atomic_init(&s->holds, 0);
     atomic_init(&s->running, false);
@@ -61,28 +62,39 @@ uint64_t sched_sum(sched *s, unsigned counter)
 
 /* ---- waking ---------------------------------------------------------- */
 
+/* Wakes a parked worker for new work, unless one is already searching: it
+ * will find the work, and a single searcher at a time keeps a burst of
+ * pushes from waking (and paying a futex call for) every sleeper. */
 static void wake_one(sched *s)
 {
-    /* seq_cst (with the fence): the push before this read and a parking
-     * worker's sleepers++ before its look at the queues form a Dekker pair. */
+    /* seq_cst (with the fence): the push before these reads and a searcher's
+     * spinning-- then sleepers++ before its last look at the queues (in park)
+     * are ordered, so either we see a searcher or a sleeper, or it sees the
+     * push. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load(&s->sleepers) == 0)
+    if (atomic_load(&s->spinning) != 0 || atomic_load(&s->sleepers) == 0)
         return;
     pthread_mutex_lock(&s->park_lock);
     pthread_cond_signal(&s->park_cond);
     pthread_mutex_unlock(&s->park_lock);
 }
 
-void sched_push(sched_worker *w, sched_node *n)
+/* Puts surplus work where thieves can take it, and calls one. */
+static void push_surplus(sched_worker *w, sched_node *n)
 {
     if (deque_push(&w->runnable, n) != 0) {
         sched_inject(w->sched, n); /* out of memory to grow: never lose it */
         return;
     }
-    /* One runnable is ours to run next; wake a helper only for a surplus,
-     * so a chain of sends (ping-pong, a ring) stays on one warm core. */
-    if (deque_size(&w->runnable) > 1)
-        wake_one(w->sched);
+    wake_one(w->sched);
+}
+
+void sched_push(sched_worker *w, sched_node *n)
+{
+    sched_node *previous = w->next;
+    w->next = n;
+    if (previous)
+        push_surplus(w, previous);
 }
 
 void sched_requeue(sched_worker *w, sched_node *n) { run_list_push(&w->requeue, n); }
@@ -119,7 +131,7 @@ void sched_stop(sched *s)
 
 /* ---- finding work ---------------------------------------------------- */
 
-static sched_node *steal(sched_worker *w)
+static sched_node *steal_once(sched_worker *w)
 {
     sched *s = w->sched;
     unsigned n = s->nworkers;
@@ -131,10 +143,36 @@ static sched_node *steal(sched_worker *w)
         if (victim == w)
             continue;
         void *x = deque_steal(&victim->runnable);
-        if (x && x != DEQUE_ABORT)
+        if (x && x != DEQUE_ABORT) {
+            /* More left there: let another sleeper help too. */
+            if (deque_size(&victim->runnable) > 0) {
+                atomic_fetch_sub(&s->spinning, 1);
+                wake_one(s);
+                atomic_fetch_add(&s->spinning, 1);
+            }
             return x;
+        }
     }
     return NULL;
+}
+
+/* Searches other workers and the inject queue for a while, counted as
+ * spinning so pushers need not wake anyone meanwhile. */
+static sched_node *search(sched_worker *w)
+{
+    sched *s = w->sched;
+    sched_node *n = NULL;
+    atomic_fetch_add(&s->spinning, 1);
+    for (int round = 0; round < SPIN_ROUNDS; round++) {
+        if ((n = steal_once(w)) || (n = inject_pop(&s->inject)))
+            break;
+        if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
+            break;
+        for (int i = 0; i < 16; i++)
+            cpu_relax();
+    }
+    atomic_fetch_sub(&s->spinning, 1);
+    return n;
 }
 
 /* Takes the oldest requeued runnable; up to 64 more move into the deque, so
@@ -151,7 +189,7 @@ static sched_node *take_requeued(sched_worker *w)
     while (k < 64 && w->requeue.count)
         rest[k++] = run_list_pop(&w->requeue);
     while (k)
-        sched_push(w, rest[--k]);
+        push_surplus(w, rest[--k]);
     return first;
 }
 
@@ -164,17 +202,14 @@ static sched_node *next_runnable(sched_worker *w)
         if ((n = run_list_pop(&w->requeue)) || (n = inject_pop(&s->inject)))
             return n;
     }
+    if ((n = w->next)) {
+        w->next = NULL;
+        return n;
+    }
     if ((n = deque_pop(&w->runnable)) || (n = take_requeued(w)) ||
         (n = inject_pop(&s->inject)))
         return n;
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
-        if ((n = steal(w)) || (n = inject_pop(&s->inject)))
-            return n;
-        if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
-            return NULL;
-        cpu_relax();
-    }
-    return NULL;
+    return search(w);
 }
 
 /* ---- parking and quiescence ------------------------------------------ */
@@ -262,6 +297,9 @@ int sched_run(sched *s)
     for (unsigned i = 0; i < s->nworkers; i++) {
         sched_worker *w = &s->workers[i];
         sched_node *n;
+        if (w->next)
+            inject_push(&s->inject, w->next);
+        w->next = NULL;
         while ((n = deque_pop(&w->runnable)) || (n = run_list_pop(&w->requeue)))
             inject_push(&s->inject, n);
     }

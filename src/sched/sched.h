@@ -1,8 +1,11 @@
 /* The scheduler: worker threads running opaque runnables.
  *
- * Each worker owns a Chase–Lev deque. Work made runnable on a worker goes to
- * the bottom of its deque and runs next (cache-warm); a runnable that used
- * its whole turn goes to the worker's requeue list, behind everything else.
+ * Work made runnable on a worker goes to its `next` slot and runs next,
+ * cache-warm; thieves never take it, so a chain of sends (ping-pong, a ring)
+ * stays on one core instead of bouncing between two. What the slot held
+ * before moves to the worker's Chase–Lev deque: that is surplus, which idle
+ * workers steal. A runnable that used its whole turn goes to the worker's
+ * requeue list, behind everything else.
  * An idle worker steals from a random victim, checks the inject queue (work
  * from outside the pool), spins briefly, then parks on a condition variable.
  * Parking never loses a wake-up and an idle system burns no CPU.
@@ -33,7 +36,8 @@ typedef void (*sched_run_fn)(sched_node *runnable, sched_worker *w, void *arg);
 struct sched_worker {
     deque runnable; /* aligned internally: top for thieves, bottom for us */
     /* Written by the owning worker only. */
-    _Alignas(CACHE_LINE) run_list requeue;
+    _Alignas(CACHE_LINE) sched_node *next; /* runs next; never stolen */
+    run_list requeue;
     sched *sched;
     unsigned index;
     unsigned tick;
@@ -56,6 +60,7 @@ struct sched {
     /* Shared, written when work crosses threads or workers park. */
     _Alignas(CACHE_LINE) inject_queue inject;
     _Alignas(CACHE_LINE) _Atomic unsigned sleepers;
+    _Atomic unsigned spinning; /* workers searching for work, not parked */
     _Atomic int state;       /* SCHED_RUNNING / STOP / QUIESCENT */
     _Atomic int64_t holds;   /* pending things that keep the system alive */
     _Atomic bool running;
