@@ -7,7 +7,9 @@
 #include <stdlib.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include <troupe.h>
 
@@ -203,12 +205,61 @@ static void send__random_mesh_on_8_workers__every_hop_handled(void **state)
     tr_system_free(sys);
 }
 
+/* ---- long handlers spread over the workers ---- */
+
+static _Atomic unsigned long worker_threads[8];
+
+static void busy_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx, (void)state, (void)msg;
+    unsigned long me = (unsigned long)pthread_self();
+    for (int i = 0; i < 8; i++) {
+        unsigned long expected = 0;
+        if (atomic_load(&worker_threads[i]) == me ||
+            atomic_compare_exchange_strong(&worker_threads[i], &expected, me))
+            break;
+    }
+    struct timespec t = {0, 20 * 1000 * 1000}; /* a long, blocking-ish handler */
+    nanosleep(&t, NULL);
+}
+
+static const tr_behavior busy = {.name = "busy", .receive = busy_receive};
+
+static int fan_out_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    for (int i = 0; i < 8; i++) {
+        tr_addr a;
+        tr_spawn(ctx, &busy, NULL, &a);
+        tr_send(ctx, a, tr_msg_new(1, NULL, 0));
+    }
+    return 0;
+}
+
+static const tr_behavior fan_out = {.name = "fan-out", .init = fan_out_init, .receive = busy_receive};
+
+static void steal__long_handlers_queued_on_one_worker__run_on_others_too(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 8; i++)
+        worker_threads[i] = 0;
+    tr_system *sys = new_system(4);
+    tr_system_spawn(sys, &fan_out, NULL, NULL);
+    assert_int_equal(tr_system_run(sys), 0);
+    int distinct = 0;
+    for (int i = 0; i < 8; i++)
+        distinct += worker_threads[i] != 0;
+    assert_true(distinct >= 2); /* all 8 spawned on one worker; others stole */
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(spawn__100k_actors_ended__all_terminated_slots_reused),
         cmocka_unit_test(send__64_pumps_into_one_sink_on_8_workers__serial_and_complete),
         cmocka_unit_test(send__random_mesh_on_8_workers__every_hop_handled),
+        cmocka_unit_test(steal__long_handlers_queued_on_one_worker__run_on_others_too),
     };
     return cmocka_run_group_tests_name("actor stress", tests, NULL, NULL);
 }

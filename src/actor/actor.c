@@ -66,20 +66,29 @@ static void schedule(tr_system *sys, actor *a, sched_worker *w)
         sched_inject(&sys->sched, &a->run_node);
 }
 
-/* Pins the live actor named by `to`, or returns NULL if it has ended. */
-static actor *pin(tr_system *sys, tr_addr to)
+static bool is_incarnation(uint64_t life, tr_addr to)
+{
+    return !(life & LIFE_CLOSED) && ((life >> 32) & ADDR_GEN_MASK) == addr_gen(to);
+}
+
+/* The live actor named by `to`, or NULL if it has ended. From a worker the
+ * slot stays safe until the turn ends (see limbo); from outside, the actor
+ * is pinned and the caller unpins it after the push. */
+static actor *find(tr_system *sys, sched_worker *w, tr_addr to)
 {
     if (addr_node(to) != sys->node_id)
         return NULL;
     actor *a = table_lookup(&sys->table, addr_index(to));
     if (!a)
         return NULL;
-    /* acquire: pairs with the release of spawn's publication, so the mailbox
-     * is initialised before we push. */
+    if (w) {
+        /* acquire: pairs with the release of the address's publication, so
+         * the mailbox is initialised before we push. */
+        return is_incarnation(atomic_load_explicit(&a->life, memory_order_acquire), to) ? a : NULL;
+    }
     uint64_t life = atomic_fetch_add_explicit(&a->life, 1, memory_order_acquire);
-    if ((life & LIFE_CLOSED) || ((life >> 32) & ADDR_GEN_MASK) != addr_gen(to)) {
-        /* release: nothing of ours to publish, but keeps the unpin ordered
-         * after our look at life for the actor that waits for pins. */
+    if (!is_incarnation(life, to)) {
+        /* release: keeps the unpin after our look, for the actor that waits. */
         atomic_fetch_sub_explicit(&a->life, 1, memory_order_release);
         return NULL;
     }
@@ -106,17 +115,19 @@ static int deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr
         tr_msg_unref(msg);
         return TR_ENOMEM;
     }
-    actor *a = pin(sys, to);
+    actor *a = find(sys, w, to);
     if (!a) {
         dead_letter(sys, link);
         return TR_EDEAD;
     }
     mailbox_push(&a->mailbox, &link->node);
     /* seq_cst load after the seq_cst push: if the runner has just cleared
-     * `scheduled`, either we see 0 here or it sees our message. */
+     * `scheduled`, either we see 0 here or it sees our message. An ended
+     * actor keeps it at 1 until recycled, so it is never scheduled again. */
     if (atomic_load(&a->scheduled) == 0 && atomic_exchange(&a->scheduled, 1) == 0)
         schedule(sys, a, w);
-    unpin(a);
+    if (!w)
+        unpin(a);
     return 0;
 }
 
@@ -127,7 +138,7 @@ int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
         return TR_EINVAL;
     }
     ctx->sent++;
-    return deliver(ctx->sys, ctx->worker, tr_self(ctx), to, msg);
+    return deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg);
 }
 
 int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
@@ -216,7 +227,7 @@ int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr
 
 /* ---- the handler's context --------------------------------------------- */
 
-tr_addr tr_self(const tr_ctx *ctx) { return actor_addr(ctx->sys, ctx->self); }
+tr_addr tr_self(const tr_ctx *ctx) { return ctx->self_addr; }
 tr_addr tr_sender(const tr_ctx *ctx) { return ctx->sender; }
 tr_system *tr_ctx_system(const tr_ctx *ctx) { return ctx->sys; }
 
@@ -236,8 +247,68 @@ void tr_exit(tr_ctx *ctx, int reason)
 
 /* ---- ending ------------------------------------------------------------ */
 
+/* Turns what is queued into dead letters. */
+static void drain(tr_system *sys, actor *a)
+{
+    mailbox_node *node;
+    while ((node = mailbox_pop(&a->mailbox)))
+        dead_letter(sys, msg_link_of(node));
+}
+
+/* Gives the slots of a list of ended actors back to the table. */
+static void recycle(tr_system *sys, actor *list)
+{
+    while (list) {
+        actor *a = list;
+        list = a->next_free;
+        drain(sys, a); /* pushes that raced the ending */
+        atomic_store_explicit(&a->scheduled, 0, memory_order_relaxed);
+        table_release(&sys->table, a);
+    }
+}
+
+/* Moves the waiting batch out of limbo once every worker has been quiescent
+ * since its snapshot, and starts a new batch. */
+static void limbo_advance(tr_system *sys, limbo *l)
+{
+    if (l->waiting) {
+        if (!sched_quiescent_passed(&sys->sched, l->snapshot))
+            return;
+        recycle(sys, l->waiting);
+    }
+    l->waiting = l->fresh;
+    l->fresh = NULL;
+    l->fresh_count = 0;
+    sched_quiescent_snapshot(&sys->sched, l->snapshot);
+}
+
+static void retire(tr_system *sys, sched_worker *w, actor *a)
+{
+    if (!w) { /* shutdown: no worker runs, nothing can race */
+        a->next_free = NULL;
+        recycle(sys, a);
+        return;
+    }
+    limbo *l = &sys->limbo[w->index];
+    a->next_free = l->fresh;
+    l->fresh = a;
+    if (++l->fresh_count >= LIMBO_BATCH)
+        limbo_advance(sys, l);
+}
+
+void actor_limbo_flush(tr_system *sys)
+{
+    for (unsigned i = 0; i < sys->sched.nworkers; i++) {
+        limbo *l = &sys->limbo[i];
+        recycle(sys, l->waiting);
+        recycle(sys, l->fresh);
+        l->waiting = l->fresh = NULL;
+        l->fresh_count = 0;
+    }
+}
+
 /* Ends a: terminate, close the address, turn what is queued into dead
- * letters, free the state and the slot. The runner's thread. */
+ * letters, free the state, and retire the slot. The runner's thread. */
 static void actor_end(tr_ctx *ctx, actor *a, int reason)
 {
     tr_system *sys = ctx->sys;
@@ -248,16 +319,13 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
     /* acquire: each sender's push happens before its unpin. */
     while (atomic_load_explicit(&a->life, memory_order_acquire) & LIFE_PINS)
         cpu_relax();
-    mailbox_node *node;
-    while ((node = mailbox_pop(&a->mailbox)))
-        dead_letter(sys, msg_link_of(node));
+    drain(sys, a);
     tr_msg_unref(a->init_arg);
     a->init_arg = NULL;
     state_free(sys, a->state, a->state_size);
     a->state = NULL;
-    atomic_store_explicit(&a->scheduled, 0, memory_order_relaxed);
     count(sys, ctx->worker, COUNT_EXITED, &sys->outside_exited);
-    table_release(&sys->table, a);
+    retire(sys, ctx->worker, a);
 }
 
 /* ---- running ----------------------------------------------------------- */
@@ -278,7 +346,7 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
 {
     tr_system *sys = arg;
     actor *a = container_of(node, actor, run_node);
-    tr_ctx ctx = {.sys = sys, .self = a, .worker = w};
+    tr_ctx ctx = {.sys = sys, .self = a, .self_addr = actor_addr(sys, a), .worker = w};
     unsigned handled = 0;
     if (a->started || start(&ctx, a)) {
         /* A turn ends after `batch` messages, or sooner when the handlers
@@ -325,7 +393,7 @@ static void shutdown_one(actor *a, void *arg)
     uint64_t life = atomic_load_explicit(&a->life, memory_order_relaxed);
     if ((life & LIFE_CLOSED) || ((life >> 32) & ADDR_GEN_MASK) == 0)
         return; /* ended, or never used */
-    tr_ctx ctx = {.sys = sys, .self = a, .worker = NULL};
+    tr_ctx ctx = {.sys = sys, .self = a, .self_addr = actor_addr(sys, a), .worker = NULL};
     actor_end(&ctx, a, TR_EXIT_SHUTDOWN);
 }
 

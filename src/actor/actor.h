@@ -32,10 +32,17 @@ static inline uint16_t addr_node(tr_addr a) { return (uint16_t)(a.bits >> 48); }
 
 /* ---- the actor control block ------------------------------------------ */
 
-/* life: incarnation << 32 | LIFE_CLOSED | pins. A sender pins the actor
- * (one fetch_add) while it pushes, so the slot cannot be recycled under it;
- * an ending actor sets LIFE_CLOSED, waits for the pins to drain, and only
- * then empties its mailbox and frees the slot. */
+/* life: incarnation << 32 | LIFE_CLOSED | pins.
+ *
+ * How a sender is kept from pushing into a recycled slot:
+ * - a worker reads life (one plain load), pushes, and is done; the slot of
+ *   an ended actor is recycled only after every worker has finished the turn
+ *   it was in (quiescent-state reclamation, see limbo below), and the
+ *   mailbox is drained once more then, so a push that raced the ending
+ *   becomes a dead letter, never a message to the next incarnation;
+ * - an outside thread has no turns, so it pins the actor (a fetch_add on
+ *   life) while it pushes; an ending actor sets LIFE_CLOSED and waits for the
+ *   pins to drain. */
 #define LIFE_CLOSED (1ull << 31)
 #define LIFE_PINS 0x7fffffffull
 #define LIFE_GEN_ONE (1ull << 32)
@@ -84,6 +91,18 @@ actor *table_lookup(actor_table *t, uint32_t index);
 /* Calls fn for every block ever handed out (live or not). Not thread-safe. */
 void table_for_each(actor_table *t, void (*fn)(actor *a, void *arg), void *arg);
 
+/* ---- limbo: ended actors waiting for every worker to pass a quiescent
+ * state before their slot is reused. One per worker, touched only by it. -- */
+
+#define LIMBO_BATCH 32
+
+typedef struct limbo {
+    actor *fresh;   /* ended since the snapshot below */
+    unsigned fresh_count;
+    actor *waiting; /* ended before the snapshot: reusable once it passed */
+    uint64_t *snapshot;
+} limbo;
+
 /* ---- the system ------------------------------------------------------- */
 
 enum { COUNT_DELIVERED = 0, COUNT_SPAWNED = 1, COUNT_EXITED = 2 };
@@ -95,6 +114,7 @@ struct tr_system {
     unsigned batch;
     uint16_t node_id;
     _Atomic bool closing; /* tr_system_free has begun */
+    limbo *limbo;         /* one per worker */
     /* Counted off the pool: actors spawned or ended outside any worker. */
     _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
 };
@@ -102,6 +122,7 @@ struct tr_system {
 struct tr_ctx {
     tr_system *sys;
     actor *self;
+    tr_addr self_addr;
     sched_worker *worker; /* NULL during shutdown */
     tr_addr sender;
     unsigned sent; /* sends in this turn: they use up the turn too */
@@ -113,6 +134,8 @@ struct tr_ctx {
 void actor_run(sched_node *node, sched_worker *w, void *arg);
 /* Ends every live actor at shutdown and frees what they hold. */
 void actor_shutdown_all(tr_system *sys);
+/* Recycles every ended actor in limbo; no worker may be running. */
+void actor_limbo_flush(tr_system *sys);
 /* The address of a live actor. */
 tr_addr actor_addr(tr_system *sys, actor *a);
 

@@ -39,12 +39,19 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
         return TR_ENOMEM;
     }
     table_init(&sys->table);
-    if (sched_init(&sys->sched, workers, actor_run, sys, sys->pool) != 0) {
+    sys->limbo = calloc(workers, sizeof *sys->limbo);
+    uint64_t *snapshots = calloc((size_t)workers * workers, sizeof *snapshots);
+    if (!sys->limbo || !snapshots ||
+        sched_init(&sys->sched, workers, actor_run, sys, sys->pool) != 0) {
+        free(snapshots);
+        free(sys->limbo);
         table_fini(&sys->table);
         pool_free(sys->pool);
         free(sys);
         return TR_ENOMEM;
     }
+    for (unsigned i = 0; i < workers; i++)
+        sys->limbo[i].snapshot = snapshots + (size_t)i * workers;
     *out = sys;
     return 0;
 }
@@ -56,7 +63,10 @@ int tr_system_run(tr_system *sys)
     if (sched_current())
         return TR_EBUSY; /* from a handler: would wait for itself */
     int rc = sched_run(&sys->sched);
-    return rc == 0 ? 0 : rc == -2 ? TR_EBUSY : TR_ETHREAD;
+    if (rc == -2)
+        return TR_EBUSY;
+    actor_limbo_flush(sys); /* the workers have stopped: nothing can race */
+    return rc == 0 ? 0 : TR_ETHREAD;
 }
 
 void tr_system_stop(tr_system *sys)
@@ -70,7 +80,10 @@ void tr_system_free(tr_system *sys)
     if (!sys)
         return;
     atomic_store(&sys->closing, true);
+    actor_limbo_flush(sys);
     actor_shutdown_all(sys);
+    free(sys->limbo[0].snapshot);
+    free(sys->limbo);
     sched_fini(&sys->sched);
     table_fini(&sys->table);
     pool_free(sys->pool);

@@ -25,6 +25,9 @@ static inline void cpu_relax(void)
 void *platform_pages_alloc(size_t size);
 void platform_pages_free(void *p, size_t size);
 
+/* A monotonic clock in nanoseconds (vDSO: no system call). */
+uint64_t platform_now_ns(void);
+
 /* Number of online CPUs, at least 1. */
 unsigned platform_cpu_count(void);
 

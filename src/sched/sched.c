@@ -3,12 +3,24 @@
 
 #include <stdlib.h>
 
-#define FAIRNESS_TICK 61 /* every so many runs, older work goes first */
-#define SPIN_ROUNDS 256  /* steal rounds (about 20 us) before parking */
+#define FAIRNESS_TICK 61   /* every so many turns, the inject queue goes first */
+#define NEXT_STREAK_MAX 64 /* turns in a row from the next slot */
+#define SEARCH_NS 100000  /* searching this long before parking */
+#define STEAL_DRAIN_NS 200000 /* steal a queue that needs longer to drain */
+#define SAMPLE_NS 10000       /* how often thieves sample their victims */
 
 static _Thread_local sched_worker *current_worker;
 
 sched_worker *sched_current(void) { return current_worker; }
+
+static void free_workers(sched *s)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        deque_fini(&s->workers[i].runnable); /* safe on a zeroed deque */
+        free(s->workers[i].seen_taken);
+    }
+    free(s->workers);
+}
 
 int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
 {
@@ -21,10 +33,9 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
     s->pool = p;
     for (unsigned i = 0; i < n; i++) {
         sched_worker *w = &s->workers[i];
-        if (deque_init(&w->runnable, 10) != 0) {
-            for (unsigned j = 0; j < i; j++)
-                deque_fini(&s->workers[j].runnable);
-            free(s->workers);
+        w->seen_taken = calloc(n, sizeof *w->seen_taken);
+        if (!w->seen_taken || deque_init(&w->runnable, 10) != 0) {
+            free_workers(s);
             return -1;
         }
         w->sched = s;
@@ -44,9 +55,7 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
 
 void sched_fini(sched *s)
 {
-    for (unsigned i = 0; i < s->nworkers; i++)
-        deque_fini(&s->workers[i].runnable);
-    free(s->workers);
+    free_workers(s);
     inject_fini(&s->inject);
     pthread_mutex_destroy(&s->park_lock);
     pthread_cond_destroy(&s->park_cond);
@@ -58,6 +67,36 @@ uint64_t sched_sum(sched *s, unsigned counter)
     for (unsigned i = 0; i < s->nworkers; i++)
         sum += atomic_load_explicit(&s->workers[i].counters[counter], memory_order_relaxed);
     return sum;
+}
+
+/* ---- quiescent states ------------------------------------------------ */
+
+static void quiescent_add(sched_worker *w, uint64_t n)
+{
+    /* release: everything this worker did in its turn (a late push into a
+     * retired mailbox, say) happens before a reclaimer that sees the new
+     * count. Only the owner writes it. */
+    uint64_t q = atomic_load_explicit(&w->quiescent, memory_order_relaxed);
+    atomic_store_explicit(&w->quiescent, q + n, memory_order_release);
+}
+
+void sched_quiescent_snapshot(sched *s, uint64_t *snap)
+{
+    /* seq_cst: ordered after the caller's unpublishing (its seq_cst RMW), so
+     * a turn that starts after this read sees the thing gone. */
+    for (unsigned i = 0; i < s->nworkers; i++)
+        snap[i] = atomic_load(&s->workers[i].quiescent);
+}
+
+bool sched_quiescent_passed(sched *s, const uint64_t *snap)
+{
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        /* acquire: pairs with the release in quiescent_add. */
+        uint64_t now = atomic_load_explicit(&s->workers[i].quiescent, memory_order_acquire);
+        if (now == snap[i] && !(snap[i] & 1))
+            return false; /* still in the turn it was in (or between turns) */
+    }
+    return true;
 }
 
 /* ---- waking ---------------------------------------------------------- */
@@ -97,7 +136,12 @@ void sched_push(sched_worker *w, sched_node *n)
         push_surplus(w, previous);
 }
 
-void sched_requeue(sched_worker *w, sched_node *n) { run_list_push(&w->requeue, n); }
+void sched_requeue(sched_worker *w, sched_node *n)
+{
+    /* Not new work, so no one is woken: this worker gets back to it soon. */
+    if (deque_push(&w->runnable, n) != 0)
+        sched_inject(w->sched, n);
+}
 
 void sched_inject(sched *s, sched_node *n)
 {
@@ -131,16 +175,33 @@ void sched_stop(sched *s)
 
 /* ---- finding work ---------------------------------------------------- */
 
-static sched_node *steal_once(sched_worker *w)
+/* True when victim's queue would take its owner longer than STEAL_DRAIN_NS
+ * to drain at the rate seen since the thief's last sample. */
+static bool worth_stealing(sched_worker *thief, sched_worker *victim, uint64_t elapsed)
+{
+    int64_t size = deque_size(&victim->runnable);
+    if (size == 0)
+        return false;
+    /* relaxed: a rate estimate; the deque itself orders the stolen item. */
+    uint64_t taken = atomic_load_explicit(&victim->taken, memory_order_relaxed);
+    uint64_t progress = taken - thief->seen_taken[victim->index];
+    thief->seen_taken[victim->index] = taken;
+    return progress == 0 || (uint64_t)size * elapsed > STEAL_DRAIN_NS * progress;
+}
+
+/* One look at every other worker, SAMPLE_NS after the last. */
+static sched_node *steal_once(sched_worker *w, uint64_t now)
 {
     sched *s = w->sched;
     unsigned n = s->nworkers;
-    if (n < 2)
+    uint64_t elapsed = now - w->seen_at;
+    if (n < 2 || elapsed < SAMPLE_NS)
         return NULL;
+    w->seen_at = now;
     unsigned start = platform_rand(&w->rng) % n;
     for (unsigned i = 0; i < n; i++) {
         sched_worker *victim = &s->workers[(start + i) % n];
-        if (victim == w)
+        if (victim == w || !worth_stealing(w, victim, elapsed))
             continue;
         void *x = deque_steal(&victim->runnable);
         if (x && x != DEQUE_ABORT) {
@@ -162,52 +223,56 @@ static sched_node *search(sched_worker *w)
 {
     sched *s = w->sched;
     sched_node *n = NULL;
+    quiescent_add(w, 1); /* odd: searching, inside no turn */
     atomic_fetch_add(&s->spinning, 1);
-    for (int round = 0; round < SPIN_ROUNDS; round++) {
-        if ((n = steal_once(w)) || (n = inject_pop(&s->inject)))
+    uint64_t start = platform_now_ns(), now = start;
+    /* A fresh sample of every victim first; judge them SAMPLE_NS later. */
+    for (unsigned i = 0; i < s->nworkers; i++)
+        w->seen_taken[i] = atomic_load_explicit(&s->workers[i].taken, memory_order_relaxed);
+    w->seen_at = start;
+    while (now - start < SEARCH_NS) {
+        if ((n = steal_once(w, now)) || (n = inject_pop(&s->inject)))
             break;
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
             break;
         for (int i = 0; i < 16; i++)
             cpu_relax();
+        now = platform_now_ns();
     }
     atomic_fetch_sub(&s->spinning, 1);
+    quiescent_add(w, 1);
     return n;
 }
 
-/* Takes the oldest requeued runnable; up to 64 more move into the deque, so
- * idle workers can steal them, in an order that pops them oldest first. */
-static sched_node *take_requeued(sched_worker *w)
+/* The oldest runnable in w's own deque. */
+static sched_node *take_own(sched_worker *w)
 {
-    sched_node *first = run_list_pop(&w->requeue);
-    if (!first)
-        return NULL;
-    if (w->requeue.count == 0)
-        return first;
-    sched_node *rest[64];
-    unsigned k = 0;
-    while (k < 64 && w->requeue.count)
-        rest[k++] = run_list_pop(&w->requeue);
-    while (k)
-        push_surplus(w, rest[--k]);
-    return first;
+    for (;;) {
+        void *x = deque_steal(&w->runnable);
+        if (x == DEQUE_ABORT)
+            continue;
+        if (x) /* relaxed: a statistic for thieves, written only here */
+            atomic_store_explicit(&w->taken,
+                                  atomic_load_explicit(&w->taken, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        return x;
+    }
 }
 
 static sched_node *next_runnable(sched_worker *w)
 {
     sched *s = w->sched;
-    sched_node *n;
-    if (++w->tick % FAIRNESS_TICK == 0) {
-        /* Older work first now and then, so a busy chain cannot starve it. */
-        if ((n = run_list_pop(&w->requeue)) || (n = inject_pop(&s->inject)))
-            return n;
-    }
-    if ((n = w->next)) {
+    sched_node *n = w->next;
+    if (n) {
         w->next = NULL;
-        return n;
+        if (++w->next_streak <= NEXT_STREAK_MAX)
+            return n;
+        sched_requeue(w, n); /* a long chain: let the queue run */
     }
-    if ((n = deque_pop(&w->runnable)) || (n = take_requeued(w)) ||
-        (n = inject_pop(&s->inject)))
+    w->next_streak = 0;
+    if (++w->tick % FAIRNESS_TICK == 0 && (n = inject_pop(&s->inject)))
+        return n;
+    if ((n = take_own(w)) || (n = inject_pop(&s->inject)))
         return n;
     return search(w);
 }
@@ -232,6 +297,7 @@ static bool park(sched_worker *w)
 {
     sched *s = w->sched;
     bool keep_running = true;
+    quiescent_add(w, 1); /* odd: parked, inside no turn */
     pthread_mutex_lock(&s->park_lock);
     atomic_fetch_add(&s->sleepers, 1);
     for (;;) {
@@ -251,6 +317,7 @@ static bool park(sched_worker *w)
     }
     atomic_fetch_sub(&s->sleepers, 1);
     pthread_mutex_unlock(&s->park_lock);
+    quiescent_add(w, 1);
     return keep_running;
 }
 
@@ -264,9 +331,11 @@ static void *worker_main(void *arg)
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
             break;
         sched_node *n = next_runnable(w);
-        if (n)
+        if (n) {
             s->run(n, w, s->arg);
-        else if (w->requeue.count == 0 && !park(w))
+            quiescent_add(w, 2);
+        }
+        else if (!park(w))
             break;
     }
     pool_unbind_thread();
@@ -300,7 +369,7 @@ int sched_run(sched *s)
         if (w->next)
             inject_push(&s->inject, w->next);
         w->next = NULL;
-        while ((n = deque_pop(&w->runnable)) || (n = run_list_pop(&w->requeue)))
+        while ((n = deque_pop(&w->runnable)))
             inject_push(&s->inject, n);
     }
     atomic_store(&s->running, false);

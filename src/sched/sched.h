@@ -3,9 +3,19 @@
  * Work made runnable on a worker goes to its `next` slot and runs next,
  * cache-warm; thieves never take it, so a chain of sends (ping-pong, a ring)
  * stays on one core instead of bouncing between two. What the slot held
- * before moves to the worker's Chase–Lev deque: that is surplus, which idle
- * workers steal. A runnable that used its whole turn goes to the worker's
- * requeue list, behind everything else.
+ * before moves to the bottom of the worker's Chase–Lev deque: that is
+ * surplus, which idle workers steal. The owner, too, takes from the top, so
+ * its own queue runs oldest first and a runnable that used its whole turn
+ * (pushed at the bottom) waits behind everything already queued. A chain in
+ * the next slot yields to the queue after NEXT_STREAK_MAX turns.
+ *
+ * Moving an actor to another core costs its cache lines and those of every
+ * message sent to it afterwards, more than a trivial handler costs to run.
+ * So a thief steals only from a worker whose queue would take longer than
+ * STEAL_DRAIN_NS to drain at the rate it is being drained (measured from the
+ * `taken` counter over SAMPLE_NS), or that made no progress at all (stuck in
+ * a long handler): a burst of small work stays on one warm core, a real
+ * backlog spreads out.
  * An idle worker steals from a random victim, checks the inject queue (work
  * from outside the pool), spins briefly, then parks on a condition variable.
  * Parking never loses a wake-up and an idle system burns no CPU.
@@ -37,7 +47,7 @@ struct sched_worker {
     deque runnable; /* aligned internally: top for thieves, bottom for us */
     /* Written by the owning worker only. */
     _Alignas(CACHE_LINE) sched_node *next; /* runs next; never stolen */
-    run_list requeue;
+    unsigned next_streak; /* turns in a row taken from next */
     sched *sched;
     unsigned index;
     unsigned tick;
@@ -46,6 +56,16 @@ struct sched_worker {
     pthread_t thread;
     /* Owner writes (relaxed), anyone reads for statistics. */
     _Atomic uint64_t counters[SCHED_COUNTERS];
+    /* Quiescent states: +2 after every turn, +1 on parking and on waking,
+     * so it is odd while parked. Owner writes, reclaimers read. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t quiescent;
+    /* Runnables this worker took from its own deque. Owner writes
+     * (relaxed); thieves sample it to estimate how soon the owner will drain
+     * its queue. */
+    _Alignas(CACHE_LINE) _Atomic uint64_t taken;
+    /* A thief's last sample of every worker: taken, and when. Owner only. */
+    uint64_t *seen_taken;
+    uint64_t seen_at;
 };
 
 enum { SCHED_RUNNING = 0, SCHED_STOP = 1, SCHED_QUIESCENT = 2 };
@@ -84,7 +104,7 @@ void sched_stop(sched *s);
 void sched_push(sched_worker *w, sched_node *n);
 
 /* Puts n back after it used its turn: it runs after what is already waiting
- * on w. w's thread only. */
+ * on w (and may be stolen meanwhile). w's thread only. */
 void sched_requeue(sched_worker *w, sched_node *n);
 
 /* Makes n runnable from outside the pool. Any thread. */
@@ -106,5 +126,13 @@ static inline void sched_count(sched_worker *w, unsigned counter, uint64_t n)
     atomic_store_explicit(&w->counters[counter], v + n, memory_order_relaxed);
 }
 uint64_t sched_sum(sched *s, unsigned counter);
+
+/* Quiescent-state-based reclamation. A worker is inside no turn between two
+ * turns and while parked. Take a snapshot after unpublishing something (into
+ * snap, nworkers entries); once sched_quiescent_passed says every worker has
+ * since been quiescent, no turn that could still see the old thing is
+ * running, so it can be reused. Any thread. */
+void sched_quiescent_snapshot(sched *s, uint64_t *snap);
+bool sched_quiescent_passed(sched *s, const uint64_t *snap);
 
 #endif
