@@ -17,7 +17,7 @@ enum { MSG_DATA = 1, MSG_ACK = 2, MAX_PRODUCERS = 64 };
 static long window = 1024, ack_every;
 
 typedef struct {
-    long from_producer[MAX_PRODUCERS];
+    long until_ack[MAX_PRODUCERS]; /* messages left before the next ack */
     long count, expected;
 } consumer_state;
 
@@ -29,8 +29,10 @@ static void consumer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
     consumer_state *c = state;
     const payload *p = tr_msg_data(msg);
-    if (++c->from_producer[p->producer] % ack_every == 0)
+    if (--c->until_ack[p->producer] == 0) {
+        c->until_ack[p->producer] = ack_every;
         tr_reply(ctx, tr_msg_new(MSG_ACK, NULL, 0));
+    }
     if (++c->count == c->expected)
         tr_exit(ctx, TR_EXIT_NORMAL);
 }
@@ -38,7 +40,10 @@ static void consumer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static int consumer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
     (void)ctx;
-    ((consumer_state *)state)->expected = *(const long *)tr_msg_data(arg);
+    consumer_state *c = state;
+    c->expected = *(const long *)tr_msg_data(arg);
+    for (int i = 0; i < MAX_PRODUCERS; i++)
+        c->until_ack[i] = ack_every;
     return 0;
 }
 

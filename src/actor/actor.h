@@ -87,7 +87,14 @@ actor *table_acquire(actor_table *t, int *err);
 /* Returns an ended actor's block to the free list. Any thread. */
 void table_release(actor_table *t, actor *a);
 /* The block at index, or NULL if that index was never handed out. */
-actor *table_lookup(actor_table *t, uint32_t index);
+static inline actor *table_lookup(actor_table *t, uint32_t index)
+{
+    /* acquire: pairs with the release that published the page. */
+    if (index >= atomic_load_explicit(&t->limit, memory_order_acquire))
+        return NULL;
+    actor *page = atomic_load_explicit(&t->pages[index >> TABLE_PAGE_BITS], memory_order_relaxed);
+    return &page[index & (TABLE_PAGE_SIZE - 1)];
+}
 /* Calls fn for every block ever handed out (live or not). Not thread-safe. */
 void table_for_each(actor_table *t, void (*fn)(actor *a, void *arg), void *arg);
 

@@ -23,15 +23,6 @@ void table_fini(actor_table *t)
     pthread_mutex_destroy(&t->lock);
 }
 
-actor *table_lookup(actor_table *t, uint32_t index)
-{
-    /* acquire: pairs with the release that published the page. */
-    if (index >= atomic_load_explicit(&t->limit, memory_order_acquire))
-        return NULL;
-    actor *page = atomic_load_explicit(&t->pages[index >> TABLE_PAGE_BITS], memory_order_relaxed);
-    return &page[index & (TABLE_PAGE_SIZE - 1)];
-}
-
 /* A never-used block; the table lock is held. */
 static actor *fresh_block(actor_table *t, int *err)
 {

@@ -8,30 +8,49 @@
 typedef struct envelope {
     msg_link link;
     pool *origin;
+    int8_t size_class;
 } envelope;
 
-static void *block_alloc(pool *p, size_t size, int8_t *cls)
+/* Slow path of block_alloc: the thread's pool (refilling its cache), or
+ * malloc for threads outside any system and for large blocks. */
+static __attribute__((noinline)) void *block_alloc_slow(size_t size, int *cls, pool **origin)
 {
-    int c = p ? pool_class_of(size) : -1;
-    *cls = (int8_t)c;
-    return c >= 0 ? pool_alloc(p, c) : malloc(size);
+    pool *p = pool_thread_pool();
+    if (p && *cls >= 0) {
+        *origin = p;
+        return pool_alloc(p, *cls);
+    }
+    *cls = -1;
+    *origin = NULL;
+    return malloc(size);
 }
 
-static void block_free(pool *p, int8_t cls, void *block)
+/* A block of size bytes: from the thread's pool cache when it can. */
+static inline void *block_alloc(size_t size, int8_t *cls_out, pool **origin)
 {
-    if (cls >= 0)
-        pool_release(p, cls, block);
-    else
+    int cls = pool_class_of(size);
+    void *b = cls >= 0 ? pool_cache_take(cls, origin) : NULL;
+    if (!b)
+        b = block_alloc_slow(size, &cls, origin);
+    *cls_out = (int8_t)cls;
+    return b;
+}
+
+void msg_block_free_slow(pool *origin, int8_t cls, void *block)
+{
+    if (cls < 0)
         free(block);
+    else
+        pool_release(origin, cls, block);
 }
 
 tr_msg *tr_msg_alloc(uint32_t type, size_t len, void **data)
 {
-    if (len > UINT32_MAX || len > SIZE_MAX - sizeof(tr_msg))
+    if (len > UINT32_MAX - sizeof(tr_msg))
         return NULL;
-    pool *p = pool_thread_pool();
     int8_t cls;
-    tr_msg *m = block_alloc(p, sizeof(tr_msg) + len, &cls);
+    pool *origin;
+    tr_msg *m = block_alloc(sizeof(tr_msg) + len, &cls, &origin);
     if (!m)
         return NULL;
     atomic_init(&m->refs, 1);
@@ -40,7 +59,7 @@ tr_msg *tr_msg_alloc(uint32_t type, size_t len, void **data)
     m->len = (uint32_t)len;
     m->flags = 0;
     m->size_class = cls;
-    m->origin = cls >= 0 ? p : NULL;
+    m->origin = origin;
     if (data)
         *data = m->data;
     return m;
@@ -71,43 +90,25 @@ tr_msg *tr_msg_ref(const tr_msg *msg)
 
 void tr_msg_unref(tr_msg *msg)
 {
-    if (!msg)
-        return;
-    /* acquire: if ours is the only reference left, every other holder's
-     * last use (and its release below) happened before; no one can take a
-     * new reference without holding one, so no read-modify-write is needed.
-     * Otherwise acq_rel: the last one out frees after all readers. */
-    if (atomic_load_explicit(&msg->refs, memory_order_acquire) != 1 &&
-        atomic_fetch_sub_explicit(&msg->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    block_free(msg->origin, msg->size_class, msg);
+    if (msg)
+        msg_unref(msg);
 }
 
-msg_link *msg_link_for_send(tr_msg *msg, tr_addr from)
+msg_link *msg_envelope_new(tr_msg *msg)
 {
-    msg_link *link = &msg->link;
-    /* acquire: if we hold the only reference, no other delivery of this
-     * message can still be using the embedded link. */
-    if (atomic_load_explicit(&msg->refs, memory_order_acquire) != 1) {
-        pool *p = pool_thread_pool();
-        int8_t cls;
-        envelope *e = block_alloc(p, sizeof *e, &cls);
-        if (!e)
-            return NULL;
-        e->origin = cls >= 0 ? p : NULL;
-        e->link.msg = msg;
-        link = &e->link;
-    }
-    link->from = from;
-    return link;
+    int8_t cls;
+    pool *origin;
+    envelope *e = block_alloc(sizeof *e, &cls, &origin);
+    if (!e)
+        return NULL;
+    e->origin = origin;
+    e->size_class = cls;
+    e->link.msg = msg;
+    return &e->link;
 }
 
-void msg_link_release(msg_link *link)
+void msg_envelope_free(msg_link *link)
 {
-    tr_msg *msg = link->msg;
-    if (link != &msg->link) {
-        envelope *e = container_of(link, envelope, link);
-        block_free(e->origin, e->origin ? 0 : -1, e);
-    }
-    tr_msg_unref(msg);
+    envelope *e = container_of(link, envelope, link);
+    msg_block_free(e->origin, e->size_class, e);
 }

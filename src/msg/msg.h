@@ -34,13 +34,53 @@ struct tr_msg {
     _Alignas(8) unsigned char data[];
 };
 
+/* Envelopes, for messages sent while shared; and freeing a message block. */
+msg_link *msg_envelope_new(tr_msg *msg);
+void msg_envelope_free(msg_link *link);
+void msg_block_free_slow(pool *origin, int8_t cls, void *block);
+
+static inline void msg_block_free(pool *origin, int8_t cls, void *block)
+{
+    if (cls < 0 || !pool_cache_give(origin, cls, block))
+        msg_block_free_slow(origin, cls, block);
+}
+
 /* A link to deliver msg from `from`; takes over the caller's reference.
  * NULL when an envelope was needed and memory ran out (the reference is then
  * still the caller's). */
-msg_link *msg_link_for_send(tr_msg *msg, tr_addr from);
+static inline msg_link *msg_link_for_send(tr_msg *msg, tr_addr from)
+{
+    msg_link *link = &msg->link;
+    /* acquire: if we hold the only reference, no other delivery of this
+     * message can still be using the embedded link. */
+    if (atomic_load_explicit(&msg->refs, memory_order_acquire) != 1 &&
+        !(link = msg_envelope_new(msg)))
+        return NULL;
+    link->from = from;
+    return link;
+}
+
+/* tr_msg_unref, inline for the runtime's own hot path. */
+static inline void msg_unref(tr_msg *msg)
+{
+    /* acquire: if ours is the only reference left, every other holder's
+     * last use (and its release below) happened before; no one can take a
+     * new reference without holding one, so no read-modify-write is needed.
+     * Otherwise acq_rel: the last one out frees after all readers. */
+    if (atomic_load_explicit(&msg->refs, memory_order_acquire) != 1 &&
+        atomic_fetch_sub_explicit(&msg->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    msg_block_free(msg->origin, msg->size_class, msg);
+}
 
 /* Releases a delivered link and its reference to the message. */
-void msg_link_release(msg_link *link);
+static inline void msg_link_release(msg_link *link)
+{
+    tr_msg *msg = link->msg;
+    if (link != &msg->link)
+        msg_envelope_free(link);
+    msg_unref(msg);
+}
 
 /* The link that owns a mailbox node. */
 static inline msg_link *msg_link_of(mailbox_node *node)

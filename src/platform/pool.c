@@ -28,17 +28,10 @@ struct pool {
     chunk *chunks; /* every chunk carved, freed with the pool */
 };
 
-static _Thread_local pool_cache *thread_cache;
+_Thread_local pool_cache *pool_thread_cache;
 
 static size_t class_size(int cls) { return (size_t)64 << cls; }
 
-int pool_class_of(size_t size)
-{
-    for (int cls = 0; cls < POOL_CLASSES; cls++)
-        if (size <= class_size(cls))
-            return cls;
-    return -1;
-}
 
 pool *pool_new(void)
 {
@@ -125,7 +118,7 @@ static free_block *depot_take(pool *p, int cls)
 
 void *pool_alloc(pool *p, int cls)
 {
-    pool_cache *c = thread_cache;
+    pool_cache *c = pool_thread_cache;
     if (c && c->owner == p) {
         free_block *b = c->cls[cls].head;
         if (!b) {
@@ -150,7 +143,7 @@ void *pool_alloc(pool *p, int cls)
 void pool_release(pool *p, int cls, void *block)
 {
     free_block *b = block;
-    pool_cache *c = thread_cache;
+    pool_cache *c = pool_thread_cache;
     if (!c || c->owner != p) {
         b->next = NULL;
         depot_put(p, cls, b, 1);
@@ -174,19 +167,19 @@ void pool_release(pool *p, int cls, void *block)
 void pool_bind_thread(pool *p, pool_cache *cache)
 {
     *cache = (pool_cache){.owner = p};
-    thread_cache = cache;
+    pool_thread_cache = cache;
 }
 
 void pool_unbind_thread(void)
 {
-    pool_cache *c = thread_cache;
+    pool_cache *c = pool_thread_cache;
     if (!c)
         return;
     for (int cls = 0; cls < POOL_CLASSES; cls++)
         if (c->cls[cls].head)
             depot_put(c->owner, cls, c->cls[cls].head, c->cls[cls].count);
     *c = (pool_cache){0};
-    thread_cache = NULL;
+    pool_thread_cache = NULL;
 }
 
-pool *pool_thread_pool(void) { return thread_cache ? thread_cache->owner : NULL; }
+pool *pool_thread_pool(void) { return pool_thread_cache ? pool_thread_cache->owner : NULL; }
