@@ -57,8 +57,10 @@ static void driver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     driver_state *d = state;
     for (int i = 0; i < ROUND && d->left > 0; i++, d->left--) {
         tr_addr to;
-        if (d->throughput)
-            to = d->workers[d->next++ % THROUGHPUT_ACTORS];
+        if (d->throughput) {
+            to = d->workers[d->next];
+            d->next = d->next + 1 == THROUGHPUT_ACTORS ? 0 : d->next + 1;
+        }
         else if (tr_spawn(ctx, &once, NULL, &to) != 0)
             continue;
         tr_send(ctx, to, tr_msg_new(1, NULL, 0));

@@ -8,6 +8,7 @@
 #define SEARCH_NS 100000  /* searching this long before parking */
 #define STEAL_DRAIN_NS 200000 /* steal a queue that needs longer to drain */
 #define SAMPLE_NS 10000       /* how often thieves sample their victims */
+#define SAMPLE_STALE_NS 10000000 /* samples older than this are retaken */
 
 static _Thread_local sched_worker *current_worker;
 
@@ -18,6 +19,7 @@ static void free_workers(sched *s)
     for (unsigned i = 0; i < s->nworkers; i++) {
         deque_fini(&s->workers[i].runnable); /* safe on a zeroed deque */
         free(s->workers[i].seen_taken);
+        free(s->workers[i].seen_change_at);
     }
     free(s->workers);
 }
@@ -34,7 +36,8 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
     for (unsigned i = 0; i < n; i++) {
         sched_worker *w = &s->workers[i];
         w->seen_taken = calloc(n, sizeof *w->seen_taken);
-        if (!w->seen_taken || deque_init(&w->runnable, 10) != 0) {
+        w->seen_change_at = calloc(n, sizeof *w->seen_change_at);
+        if (!w->seen_taken || !w->seen_change_at || deque_init(&w->runnable, 10) != 0) {
             free_workers(s);
             return -1;
         }
@@ -176,17 +179,23 @@ void sched_stop(sched *s)
 /* ---- finding work ---------------------------------------------------- */
 
 /* True when victim's queue would take its owner longer than STEAL_DRAIN_NS
- * to drain at the rate seen since the thief's last sample. */
-static bool worth_stealing(sched_worker *thief, sched_worker *victim, uint64_t elapsed)
+ * to drain at the rate seen since the thief's last look, or when the owner
+ * has taken nothing for that long (it is stuck in a long handler). */
+static bool worth_stealing(sched_worker *thief, sched_worker *victim, uint64_t now,
+                           uint64_t elapsed)
 {
     int64_t size = deque_size(&victim->runnable);
     if (size == 0)
         return false;
+    unsigned v = victim->index;
     /* relaxed: a rate estimate; the deque itself orders the stolen item. */
     uint64_t taken = atomic_load_explicit(&victim->taken, memory_order_relaxed);
-    uint64_t progress = taken - thief->seen_taken[victim->index];
-    thief->seen_taken[victim->index] = taken;
-    return progress == 0 || (uint64_t)size * elapsed > STEAL_DRAIN_NS * progress;
+    uint64_t progress = taken - thief->seen_taken[v];
+    if (progress == 0)
+        return now - thief->seen_change_at[v] >= STEAL_DRAIN_NS;
+    thief->seen_taken[v] = taken;
+    thief->seen_change_at[v] = now;
+    return (uint64_t)size * elapsed > STEAL_DRAIN_NS * progress;
 }
 
 /* One look at every other worker, SAMPLE_NS after the last. */
@@ -201,7 +210,7 @@ static sched_node *steal_once(sched_worker *w, uint64_t now)
     unsigned start = platform_rand(&w->rng) % n;
     for (unsigned i = 0; i < n; i++) {
         sched_worker *victim = &s->workers[(start + i) % n];
-        if (victim == w || !worth_stealing(w, victim, elapsed))
+        if (victim == w || !worth_stealing(w, victim, now, elapsed))
             continue;
         void *x = deque_steal(&victim->runnable);
         if (x && x != DEQUE_ABORT) {
@@ -226,10 +235,15 @@ static sched_node *search(sched_worker *w)
     quiescent_add(w, 1); /* odd: searching, inside no turn */
     atomic_fetch_add(&s->spinning, 1);
     uint64_t start = platform_now_ns(), now = start;
-    /* A fresh sample of every victim first; judge them SAMPLE_NS later. */
-    for (unsigned i = 0; i < s->nworkers; i++)
-        w->seen_taken[i] = atomic_load_explicit(&s->workers[i].taken, memory_order_relaxed);
-    w->seen_at = start;
+    /* Samples outlive a search (a victim stuck in a long handler is seen
+     * as stalled across several); after a long park they are stale. */
+    if (start - w->seen_at > SAMPLE_STALE_NS) {
+        for (unsigned i = 0; i < s->nworkers; i++) {
+            w->seen_taken[i] = atomic_load_explicit(&s->workers[i].taken, memory_order_relaxed);
+            w->seen_change_at[i] = start;
+        }
+        w->seen_at = start;
+    }
     while (now - start < SEARCH_NS) {
         if ((n = steal_once(w, now)) || (n = inject_pop(&s->inject)))
             break;

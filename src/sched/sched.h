@@ -63,8 +63,10 @@ struct sched_worker {
      * (relaxed); thieves sample it to estimate how soon the owner will drain
      * its queue. */
     _Alignas(CACHE_LINE) _Atomic uint64_t taken;
-    /* A thief's last sample of every worker: taken, and when. Owner only. */
+    /* A thief's samples of every worker: its taken count and when that last
+     * changed, and when the thief last looked. Owner only. */
     uint64_t *seen_taken;
+    uint64_t *seen_change_at;
     uint64_t seen_at;
 };
 
