@@ -7,7 +7,9 @@
  * Without it nothing slows a producer and memory grows with the backlog, as
  * in CAF's version of this benchmark; the fault-tolerance issue brings
  * runtime backpressure. Acks are 1 in ACK_EVERY extra messages, not counted.
- * Usage: bench_mailbox N WORKERS PRODUCERS [WINDOW] */
+ * WINDOW 0 turns flow control off: each producer sends in rounds of 256 and
+ * a message to itself to go on, and nothing slows it (that shows what the
+ * backlog costs in memory). Usage: bench_mailbox N WORKERS PRODUCERS [WINDOW] */
 #include "bench.h"
 
 #include <string.h>
@@ -29,7 +31,7 @@ static void consumer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
     consumer_state *c = state;
     const payload *p = tr_msg_data(msg);
-    if (--c->until_ack[p->producer] == 0) {
+    if (ack_every && --c->until_ack[p->producer] == 0) {
         c->until_ack[p->producer] = ack_every;
         tr_reply(ctx, tr_msg_new(MSG_ACK, NULL, 0));
     }
@@ -67,17 +69,28 @@ static void produce(tr_ctx *ctx, producer_state *p, long n)
     }
 }
 
+enum { UNBOUNDED_ROUND = 256 };
+
 static int producer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
     memcpy(state, tr_msg_data(arg), sizeof(producer_state));
+    if (window == 0) /* no flow control: go on by messages to ourselves */
+        return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_ACK, NULL, 0));
     produce(ctx, state, window);
     return 0;
 }
 
 static void producer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
-    (void)msg; /* an ack: ACK_EVERY more credits */
-    produce(ctx, state, ack_every);
+    (void)msg;
+    producer_state *p = state;
+    if (window) { /* an ack: ACK_EVERY more credits */
+        produce(ctx, p, ack_every);
+        return;
+    }
+    produce(ctx, p, UNBOUNDED_ROUND);
+    if (p->left > 0)
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_ACK, NULL, 0));
 }
 
 static const tr_behavior producer = {.name = "producer",
@@ -90,7 +103,7 @@ int main(int argc, char **argv)
     long n = bench_arg(argc, argv, 1, 10000000);
     long producers = bench_arg(argc, argv, 3, 1);
     window = bench_arg(argc, argv, 4, window);
-    if (producers < 1 || producers > MAX_PRODUCERS || window < 4)
+    if (producers < 1 || producers > MAX_PRODUCERS || (window != 0 && window < 4))
         return 1;
     ack_every = window / 4;
     tr_system *sys = bench_system(argc, argv);
