@@ -13,20 +13,12 @@
 
 #include <troupe.h>
 
+#include "support.h"
+
 static long scale(long n)
 {
     const char *env = getenv("TR_STRESS_SCALE"); /* percent, for slow builds */
     return env ? n * atol(env) / 100 : n;
-}
-
-static tr_system *new_system(unsigned workers)
-{
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.workers = workers;
-    tr_system *sys = NULL;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
-    return sys;
 }
 
 /* ---- 100,000 actors spawned and ended ---- */

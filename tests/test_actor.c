@@ -14,23 +14,14 @@
 
 #include <troupe.h>
 
+#include "support.h"
+
 static _Atomic long received, terminated, last_reason, order_errors, sum;
 static _Atomic long init_calls;
 
 static void reset(void)
 {
     received = terminated = last_reason = order_errors = sum = init_calls = 0;
-}
-
-static tr_system *new_system(unsigned workers)
-{
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.workers = workers;
-    tr_system *sys = NULL;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
-    assert_non_null(sys);
-    return sys;
 }
 
 static void on_terminate(tr_ctx *ctx, void *state, int reason)
