@@ -56,6 +56,7 @@ static inline mailbox_node *mailbox_pop(mailbox *mb)
     }
     if (next) {
         mb->tail = next;
+        __builtin_prefetch(next); /* the message after this one, while it is handled */
         return tail;
     }
     /* tail is the last linked node; if head differs, a push is half done. */
