@@ -83,7 +83,27 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 /* Exit reasons. Zero is a normal end; any other value is abnormal. User
  * reasons are positive; the runtime's own are these. */
 #define TR_EXIT_NORMAL 0
-#define TR_EXIT_SHUTDOWN (-100) /* the system was freed while the actor lived */
+#define TR_EXIT_SHUTDOWN (-100) /* the system was freed, or a supervisor stopped it */
+#define TR_EXIT_NOPROC (-101)   /* the actor had already ended when watched or linked */
+#define TR_EXIT_KILLED (-102)   /* killed with this reason, which cannot be trapped */
+
+/* Message types from TR_MSG_SYSTEM up are the runtime's: actors receive them
+ * (from the system lane, ahead of their other messages) but may not send
+ * them. */
+#define TR_MSG_SYSTEM 0xffff0000u
+#define TR_MSG_DOWN 0xffff0001u /* a monitored actor ended; payload tr_down */
+#define TR_MSG_EXIT 0xffff0002u /* a linked actor ended (when trapping exits); payload tr_exit_info */
+
+typedef struct tr_down {
+    tr_addr actor;  /* who ended */
+    int32_t reason; /* why; TR_EXIT_NOPROC if it had ended before the monitor */
+    uint64_t ref;   /* the monitor, as tr_monitor returned it */
+} tr_down;
+
+typedef struct tr_exit_info {
+    tr_addr actor; /* the linked actor that ended, or the one that called tr_kill */
+    int32_t reason;
+} tr_exit_info;
 
 /* What an actor does. The runtime allocates state_size zeroed bytes of
  * private state before init and frees them after terminate.
@@ -196,6 +216,41 @@ TR_API int tr_become(tr_ctx *ctx, const tr_behavior *beh);
 /* Ends the running actor when the current handler returns: terminate runs
  * with reason, and messages still queued become dead letters. Handler only. */
 TR_API void tr_exit(tr_ctx *ctx, int reason);
+
+/* ---- links and monitors ---------------------------------------------- *
+ * Failure is a message. A monitor is one-way: when the target ends, the
+ * watcher receives exactly one TR_MSG_DOWN (also when the target had already
+ * ended: reason TR_EXIT_NOPROC). A link is two-way: when either actor ends
+ * abnormally the other ends with the same reason, unless it traps exits, in
+ * which case it receives a TR_MSG_EXIT instead (also for normal ends).
+ * Down and exit messages travel in the system lane: they are never dropped
+ * or held back by a full mailbox, and so they may overtake user messages the
+ * ended actor sent earlier. */
+
+/* Monitors target; stores the monitor's reference in *ref (ref may be NULL).
+ * Returns 0 or TR_EINVAL / TR_ENOMEM. Handler only. */
+TR_API int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref);
+
+/* Removes a monitor: no down message for it is delivered afterwards, even
+ * one already on its way. Returns 0, or TR_EINVAL for an unknown ref. */
+TR_API int tr_demonitor(tr_ctx *ctx, uint64_t ref);
+
+/* Links the running actor with other (idempotent). Linking to an actor that
+ * has ended acts as if it ended with TR_EXIT_NOPROC. Returns 0 or TR_EINVAL /
+ * TR_ENOMEM. Handler only. */
+TR_API int tr_link(tr_ctx *ctx, tr_addr other);
+
+/* Removes a link, both ways. Returns 0 (also if there was none). */
+TR_API int tr_unlink(tr_ctx *ctx, tr_addr other);
+
+/* Whether exit signals from links (and tr_kill) arrive as TR_MSG_EXIT
+ * messages instead of ending the actor. Off at spawn. Handler only. */
+TR_API void tr_trap_exit(tr_ctx *ctx, bool trap);
+
+/* Sends an exit signal to target: it ends with reason, or receives a
+ * TR_MSG_EXIT if it traps exits (TR_EXIT_KILLED cannot be trapped; a normal
+ * reason is ignored unless trapped). Returns 0 or TR_EDEAD. Handler only. */
+TR_API int tr_kill(tr_ctx *ctx, tr_addr target, int reason);
 
 /* Writes "<node.index.incarnation>" into buf (at least 32 bytes is enough);
  * returns buf. Any thread. */

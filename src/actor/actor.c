@@ -101,8 +101,8 @@ static void unpin(actor *a)
     atomic_fetch_sub_explicit(&a->life, 1, memory_order_release);
 }
 
-/* The one send path, for handlers (w set) and outside threads (w NULL). */
-static int deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg)
+int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
+                  bool system_lane)
 {
     if (!msg)
         return TR_EINVAL;
@@ -120,7 +120,7 @@ static int deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr
         dead_letter(sys, link);
         return TR_EDEAD;
     }
-    mailbox_push(&a->mailbox, &link->node);
+    mailbox_push(system_lane ? &a->system : &a->mailbox, &link->node);
     /* seq_cst load after the seq_cst push: if the runner has just cleared
      * `scheduled`, either we see 0 here or it sees our message. An ended
      * actor keeps it at 1 until recycled, so it is never scheduled again. */
@@ -131,26 +131,37 @@ static int deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr
     return 0;
 }
 
+/* True (and msg released) when a user tries to send a runtime message type. */
+static bool reserved_type(tr_msg *msg)
+{
+    if (!msg || msg->type < TR_MSG_SYSTEM)
+        return false;
+    tr_msg_unref(msg);
+    return true;
+}
+
 int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
 {
-    if (!ctx) {
-        tr_msg_unref(msg);
+    if (!ctx || reserved_type(msg)) {
+        if (!ctx)
+            tr_msg_unref(msg);
         return TR_EINVAL;
     }
     ctx->sent++;
-    return deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg);
+    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false);
 }
 
 int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
 {
-    if (!sys) {
-        tr_msg_unref(msg);
+    if (!sys || reserved_type(msg)) {
+        if (!sys)
+            tr_msg_unref(msg);
         return TR_EINVAL;
     }
     /* Held while under way, so the system cannot be judged quiescent between
      * our push and the actor's scheduling. */
     sched_hold(&sys->sched);
-    int rc = deliver(sys, NULL, TR_ADDR_NONE, to, msg);
+    int rc = actor_deliver(sys, NULL, TR_ADDR_NONE, to, msg, false);
     sched_release(&sys->sched);
     return rc;
 }
@@ -247,21 +258,25 @@ void tr_exit(tr_ctx *ctx, int reason)
 
 /* ---- ending ------------------------------------------------------------ */
 
-/* Turns what is queued into dead letters. */
-static void drain(tr_system *sys, actor *a)
+/* Turns what is queued into dead letters; a monitor or link request still
+ * in the system lane is answered with a down or exit for `reason`. */
+static void drain(tr_system *sys, sched_worker *w, actor *a, int reason)
 {
     mailbox_node *node;
+    tr_addr self = actor_addr(sys, a);
+    while ((node = mailbox_pop(&a->system)))
+        watch_answer_dead(sys, w, self, msg_link_of(node), reason);
     while ((node = mailbox_pop(&a->mailbox)))
         dead_letter(sys, msg_link_of(node));
 }
 
 /* Gives the slots of a list of ended actors back to the table. */
-static void recycle(tr_system *sys, actor *list)
+static void recycle(tr_system *sys, sched_worker *w, actor *list)
 {
     while (list) {
         actor *a = list;
         list = a->next_free;
-        drain(sys, a); /* pushes that raced the ending */
+        drain(sys, w, a, TR_EXIT_NOPROC); /* pushes that raced the ending */
         atomic_store_explicit(&a->scheduled, 0, memory_order_relaxed);
         table_release(&sys->table, a);
     }
@@ -269,12 +284,12 @@ static void recycle(tr_system *sys, actor *list)
 
 /* Moves the waiting batch out of limbo once every worker has been quiescent
  * since its snapshot, and starts a new batch. */
-static void limbo_advance(tr_system *sys, limbo *l)
+static void limbo_advance(tr_system *sys, sched_worker *w, limbo *l)
 {
     if (l->waiting) {
         if (!sched_quiescent_passed(&sys->sched, l->snapshot))
             return;
-        recycle(sys, l->waiting);
+        recycle(sys, w, l->waiting);
     }
     l->waiting = l->fresh;
     l->fresh = NULL;
@@ -286,22 +301,22 @@ static void retire(tr_system *sys, sched_worker *w, actor *a)
 {
     if (!w) { /* shutdown: no worker runs, nothing can race */
         a->next_free = NULL;
-        recycle(sys, a);
+        recycle(sys, NULL, a);
         return;
     }
     limbo *l = &sys->limbo[w->index];
     a->next_free = l->fresh;
     l->fresh = a;
     if (++l->fresh_count >= LIMBO_BATCH)
-        limbo_advance(sys, l);
+        limbo_advance(sys, w, l);
 }
 
 void actor_limbo_flush(tr_system *sys)
 {
     for (unsigned i = 0; i < sys->sched.nworkers; i++) {
         limbo *l = &sys->limbo[i];
-        recycle(sys, l->waiting);
-        recycle(sys, l->fresh);
+        recycle(sys, NULL, l->waiting);
+        recycle(sys, NULL, l->fresh);
         l->waiting = l->fresh = NULL;
         l->fresh_count = 0;
     }
@@ -319,7 +334,9 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
     /* acquire: each sender's push happens before its unpin. */
     while (atomic_load_explicit(&a->life, memory_order_acquire) & LIFE_PINS)
         cpu_relax();
-    drain(sys, a);
+    drain(sys, ctx->worker, a, reason);
+    watch_fire(ctx, a, reason);
+    watch_free(a);
     tr_msg_unref(a->init_arg);
     a->init_arg = NULL;
     state_free(sys, a->state, a->state_size);
@@ -342,13 +359,31 @@ static bool start(tr_ctx *ctx, actor *a)
     return !ctx->exiting;
 }
 
+/* Handles everything in the system lane, ahead of user messages. Returns
+ * false when the actor is to end. */
+static bool run_system_lane(tr_ctx *ctx, actor *a)
+{
+    mailbox_node *mn;
+    while (!ctx->exiting && (mn = mailbox_pop(&a->system))) {
+        msg_link *link = msg_link_of(mn);
+        if (watch_handle(ctx, a, link)) {
+            ctx->sender = link->from;
+            a->behavior->receive(ctx, a->state, link->msg);
+        }
+        msg_link_release(link);
+    }
+    return !ctx->exiting;
+}
+
+static bool lanes_empty(actor *a) { return mailbox_empty(&a->system) && mailbox_empty(&a->mailbox); }
+
 void actor_run(sched_node *node, sched_worker *w, void *arg)
 {
     tr_system *sys = arg;
     actor *a = container_of(node, actor, run_node);
     tr_ctx ctx = {.sys = sys, .self = a, .self_addr = actor_addr(sys, a), .worker = w};
     unsigned handled = 0;
-    if (a->started || start(&ctx, a)) {
+    if ((a->started || start(&ctx, a)) && run_system_lane(&ctx, a)) {
         /* A turn ends after `batch` messages, or sooner when the handlers
          * send a lot (SENDS_PER_MESSAGE sends cost one message): a fan-out
          * actor yields while what it sent is still in cache, and cannot run
@@ -372,7 +407,7 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
         actor_end(&ctx, a, ctx.reason);
         return;
     }
-    if (!mailbox_empty(&a->mailbox)) {
+    if (!lanes_empty(a)) {
         sched_requeue(w, &a->run_node); /* more waiting: after the others */
         return;
     }
@@ -381,7 +416,8 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
      * and schedules the actor itself (maybe elsewhere: from here on we only
      * touch what senders touch). */
     atomic_store(&a->scheduled, 0);
-    if (mailbox_pushed_since_empty(&a->mailbox) && atomic_exchange(&a->scheduled, 1) == 0)
+    if ((mailbox_pushed_since_empty(&a->mailbox) || mailbox_pushed_since_empty(&a->system)) &&
+        atomic_exchange(&a->scheduled, 1) == 0)
         sched_push(w, &a->run_node);
 }
 

@@ -51,7 +51,8 @@ typedef struct actor {
     /* Written by senders. Aligned so two actors never share a cache line. */
     _Alignas(CACHE_LINE) _Atomic uint64_t life;
     _Atomic uint32_t scheduled; /* 1 while queued or running: one scheduler at a time */
-    mailbox mailbox;            /* head by senders; tail and stub by the runner */
+    mailbox mailbox;            /* user messages; head by senders, tail by the runner */
+    mailbox system;             /* system lane: links, monitors, downs; handled first */
     /* Written by the worker running the actor (or by spawn, before it is
      * published through the scheduler or an address). */
     sched_node run_node;
@@ -61,8 +62,11 @@ typedef struct actor {
     uint32_t index;
     uint32_t state_size;
     bool started;
+    struct actor_ext *ext;   /* links and monitors, made on first use */
     struct actor *next_free; /* on the table's free list */
 } actor;
+
+_Static_assert(sizeof(actor) == 2 * CACHE_LINE, "an actor control block is two cache lines");
 
 /* ---- the actor table: index -> control block, never freed while the system
  * lives (type-stable), so a stale address can always be checked safely. ---- */
@@ -124,7 +128,17 @@ struct tr_system {
     limbo *limbo;         /* one per worker */
     /* Counted off the pool: actors spawned or ended outside any worker. */
     _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
+    _Atomic uint64_t next_ref; /* monitor references */
 };
+
+/* The runtime's own messages in the system lane (users see only the public
+ * TR_MSG_DOWN and TR_MSG_EXIT). */
+#define SYS_LINK (TR_MSG_SYSTEM + 0x100u) /* from: who links to us */
+#define SYS_UNLINK (SYS_LINK + 1u)         /* from: who unlinks */
+#define SYS_MONITOR (SYS_LINK + 2u)        /* from: the watcher; payload: uint64_t ref */
+#define SYS_DEMONITOR (SYS_LINK + 3u)      /* from: the watcher; payload: uint64_t ref */
+#define SYS_LINK_EXIT (SYS_LINK + 4u)      /* from: a linked actor that ended; payload: int32_t */
+#define SYS_KILL (SYS_LINK + 5u)           /* from: the killer; payload: int32_t reason */
 
 struct tr_ctx {
     tr_system *sys;
@@ -136,6 +150,21 @@ struct tr_ctx {
     bool exiting;
     int reason;
 };
+
+/* The one send path, for handlers (w set) and outside threads (w NULL), into
+ * the user or the system lane. Always takes msg. */
+int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
+                  bool system_lane);
+
+/* Links and monitors (watch.c). watch_handle runs a system-lane message and
+ * says whether it also goes to the user's receive; watch_fire tells watchers
+ * and links that a ended; watch_answer_dead answers a system message that
+ * reached a ended actor (a monitor request gets its down); watch_free frees
+ * the bookkeeping. All on the actor's runner. */
+bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link);
+void watch_fire(tr_ctx *ctx, actor *a, int reason);
+void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason);
+void watch_free(actor *a);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);

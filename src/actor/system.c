@@ -33,6 +33,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     atomic_init(&sys->outside_spawned, 0);
     atomic_init(&sys->outside_exited, 0);
     atomic_init(&sys->dead_letters, 0);
+    atomic_init(&sys->next_ref, 0);
     sys->pool = pool_new();
     if (!sys->pool) {
         free(sys);

@@ -49,6 +49,7 @@ static actor *fresh_block(actor_table *t, int *err)
     actor *a = &page[index & (TABLE_PAGE_SIZE - 1)];
     a->index = index;
     mailbox_init(&a->mailbox);
+    mailbox_init(&a->system);
     return a;
 }
 

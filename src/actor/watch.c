@@ -1,0 +1,292 @@
+/* Links and monitors.
+ *
+ * Each side keeps its own lists, touched only by its own runner; the two
+ * sides agree through system-lane messages. A monitor lives in the watcher's
+ * `watching` list and the target's `watchers` list; the watcher delivers a
+ * down only while the monitor is in its list, which makes it exactly once
+ * even when a demonitor crosses a down on the way. */
+#include "actor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct watch_entry {
+    tr_addr actor;
+    uint64_t ref; /* monitors only */
+} watch_entry;
+
+typedef struct watch_list {
+    watch_entry *items;
+    uint32_t count, capacity;
+} watch_list;
+
+typedef struct actor_ext {
+    watch_list links;    /* actors linked with this one */
+    watch_list watchers; /* who monitors this one, with their refs */
+    watch_list watching; /* this one's monitors: target and ref */
+    bool trap_exit;
+} actor_ext;
+
+/* ---- lists ------------------------------------------------------------- */
+
+static int list_add(watch_list *l, tr_addr actor, uint64_t ref)
+{
+    if (l->count == l->capacity) {
+        uint32_t capacity = l->capacity ? 2 * l->capacity : 4;
+        watch_entry *items = realloc(l->items, capacity * sizeof *items);
+        if (!items)
+            return TR_ENOMEM;
+        l->items = items;
+        l->capacity = capacity;
+    }
+    l->items[l->count++] = (watch_entry){actor, ref};
+    return 0;
+}
+
+/* Index of the entry matching actor (when ref is 0) or ref, or -1. */
+static int64_t list_find(const watch_list *l, tr_addr actor, uint64_t ref)
+{
+    for (uint32_t i = 0; i < l->count; i++)
+        if (ref ? l->items[i].ref == ref : tr_addr_eq(l->items[i].actor, actor))
+            return i;
+    return -1;
+}
+
+static bool list_remove(watch_list *l, tr_addr actor, uint64_t ref)
+{
+    int64_t i = list_find(l, actor, ref);
+    if (i < 0)
+        return false;
+    l->items[i] = l->items[--l->count]; /* order does not matter */
+    return true;
+}
+
+static actor_ext *ext_of(actor *a)
+{
+    if (!a->ext)
+        a->ext = calloc(1, sizeof *a->ext);
+    return a->ext;
+}
+
+void watch_free(actor *a)
+{
+    actor_ext *x = a->ext;
+    if (!x)
+        return;
+    free(x->links.items);
+    free(x->watchers.items);
+    free(x->watching.items);
+    free(x);
+    a->ext = NULL;
+}
+
+/* ---- sending system messages -------------------------------------------- */
+
+static int send_system(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, uint32_t type,
+                       const void *payload, size_t len)
+{
+    tr_msg *m = tr_msg_new(type, payload, len);
+    if (!m)
+        return TR_ENOMEM;
+    return actor_deliver(sys, w, from, to, m, true);
+}
+
+static void send_down(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr watcher,
+                      uint64_t ref, int reason)
+{
+    tr_down d = {.actor = dead, .reason = reason, .ref = ref};
+    send_system(sys, w, dead, watcher, TR_MSG_DOWN, &d, sizeof d);
+}
+
+static void send_link_exit(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr linked,
+                           int reason)
+{
+    int32_t r = reason;
+    send_system(sys, w, dead, linked, SYS_LINK_EXIT, &r, sizeof r);
+}
+
+/* ---- the API ----------------------------------------------------------- */
+
+int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
+{
+    actor_ext *x = ctx ? ext_of(ctx->self) : NULL;
+    if (!x)
+        return ctx ? TR_ENOMEM : TR_EINVAL;
+    /* relaxed: only uniqueness matters. */
+    uint64_t r = atomic_fetch_add_explicit(&ctx->sys->next_ref, 1, memory_order_relaxed) + 1;
+    int rc = list_add(&x->watching, target, r);
+    if (rc != 0)
+        return rc;
+    if (ref)
+        *ref = r;
+    rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_MONITOR, &r, sizeof r);
+    if (rc == TR_EDEAD) /* already gone: the down comes at once */
+        send_down(ctx->sys, ctx->worker, target, ctx->self_addr, r, TR_EXIT_NOPROC);
+    else if (rc != 0) {
+        list_remove(&x->watching, target, r);
+        return rc;
+    }
+    return 0;
+}
+
+int tr_demonitor(tr_ctx *ctx, uint64_t ref)
+{
+    actor_ext *x = ctx && ref ? ctx->self->ext : NULL;
+    int64_t i = x ? list_find(&x->watching, TR_ADDR_NONE, ref) : -1;
+    if (i < 0)
+        return TR_EINVAL;
+    tr_addr target = x->watching.items[i].actor;
+    list_remove(&x->watching, target, ref);
+    send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_DEMONITOR, &ref, sizeof ref);
+    return 0;
+}
+
+int tr_link(tr_ctx *ctx, tr_addr other)
+{
+    if (!ctx || tr_addr_eq(other, ctx->self_addr) || tr_addr_is_none(other))
+        return TR_EINVAL;
+    actor_ext *x = ext_of(ctx->self);
+    if (!x)
+        return TR_ENOMEM;
+    if (list_find(&x->links, other, 0) >= 0)
+        return 0;
+    int rc = list_add(&x->links, other, 0);
+    if (rc != 0)
+        return rc;
+    rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_LINK, NULL, 0);
+    if (rc == TR_EDEAD) /* as if it ended now */
+        send_link_exit(ctx->sys, ctx->worker, other, ctx->self_addr, TR_EXIT_NOPROC);
+    else if (rc != 0) {
+        list_remove(&x->links, other, 0);
+        return rc;
+    }
+    return 0;
+}
+
+int tr_unlink(tr_ctx *ctx, tr_addr other)
+{
+    if (!ctx)
+        return TR_EINVAL;
+    if (ctx->self->ext && list_remove(&ctx->self->ext->links, other, 0))
+        send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_UNLINK, NULL, 0);
+    return 0;
+}
+
+void tr_trap_exit(tr_ctx *ctx, bool trap)
+{
+    actor_ext *x = ext_of(ctx->self);
+    if (x)
+        x->trap_exit = trap;
+}
+
+int tr_kill(tr_ctx *ctx, tr_addr target, int reason)
+{
+    if (!ctx)
+        return TR_EINVAL;
+    int32_t r = reason;
+    return send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_KILL, &r, sizeof r);
+}
+
+/* ---- the receiving side ------------------------------------------------- */
+
+static uint64_t payload_ref(const tr_msg *m)
+{
+    uint64_t ref = 0;
+    if (m->len == sizeof ref)
+        memcpy(&ref, m->data, sizeof ref);
+    return ref;
+}
+
+static int32_t payload_reason(const tr_msg *m)
+{
+    int32_t reason = TR_EXIT_KILLED;
+    if (m->len == sizeof reason)
+        memcpy(&reason, m->data, sizeof reason);
+    return reason;
+}
+
+/* An exit signal from `from`: end, trap, or ignore. */
+static bool exit_signal(tr_ctx *ctx, actor_ext *x, tr_addr from, int32_t reason)
+{
+    bool trap = x && x->trap_exit;
+    if (reason == TR_EXIT_KILLED || (!trap && reason != TR_EXIT_NORMAL)) {
+        tr_exit(ctx, reason);
+        return false;
+    }
+    if (!trap)
+        return false;
+    tr_exit_info info = {.actor = from, .reason = reason};
+    tr_msg *m = tr_msg_new(TR_MSG_EXIT, &info, sizeof info);
+    if (m) { /* hand it to the user now, as if it had arrived so */
+        ctx->sender = from;
+        ctx->self->behavior->receive(ctx, ctx->self->state, m);
+        tr_msg_unref(m);
+    }
+    return false;
+}
+
+bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
+{
+    const tr_msg *m = link->msg;
+    tr_addr from = link->from;
+    actor_ext *x;
+    switch (m->type) {
+    case TR_MSG_DOWN: { /* deliver only while the monitor is ours */
+        tr_down d;
+        if (m->len != sizeof d || !a->ext)
+            return false;
+        memcpy(&d, m->data, sizeof d);
+        return list_remove(&a->ext->watching, d.actor, d.ref);
+    }
+    case SYS_MONITOR:
+        if ((x = ext_of(a)) && list_add(&x->watchers, from, payload_ref(m)) == 0)
+            return false;
+        /* no memory to remember the watcher: tell it we are gone for it */
+        send_down(ctx->sys, ctx->worker, ctx->self_addr, from, payload_ref(m), TR_EXIT_NOPROC);
+        return false;
+    case SYS_DEMONITOR:
+        if (a->ext)
+            list_remove(&a->ext->watchers, from, payload_ref(m));
+        return false;
+    case SYS_LINK:
+        if ((x = ext_of(a)) && (list_find(&x->links, from, 0) >= 0 || list_add(&x->links, from, 0) == 0))
+            return false;
+        send_link_exit(ctx->sys, ctx->worker, ctx->self_addr, from, TR_EXIT_NOPROC);
+        return false;
+    case SYS_UNLINK:
+        if (a->ext)
+            list_remove(&a->ext->links, from, 0);
+        return false;
+    case SYS_LINK_EXIT: /* only from an actor we are still linked with */
+        if (!a->ext || !list_remove(&a->ext->links, from, 0))
+            return false;
+        return exit_signal(ctx, a->ext, from, payload_reason(m));
+    case SYS_KILL:
+        return exit_signal(ctx, a->ext, from, payload_reason(m));
+    default: /* other public system messages go to the user */
+        return true;
+    }
+}
+
+void watch_fire(tr_ctx *ctx, actor *a, int reason)
+{
+    actor_ext *x = a->ext;
+    if (!x)
+        return;
+    for (uint32_t i = 0; i < x->watchers.count; i++)
+        send_down(ctx->sys, ctx->worker, ctx->self_addr, x->watchers.items[i].actor,
+                  x->watchers.items[i].ref, reason);
+    for (uint32_t i = 0; i < x->links.count; i++)
+        send_link_exit(ctx->sys, ctx->worker, ctx->self_addr, x->links.items[i].actor, reason);
+    x->watchers.count = x->links.count = 0;
+}
+
+void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason)
+{
+    const tr_msg *m = link->msg;
+    if (m->type == SYS_MONITOR)
+        send_down(sys, w, dead, link->from, payload_ref(m), reason);
+    else if (m->type == SYS_LINK)
+        send_link_exit(sys, w, dead, link->from, reason);
+    msg_link_release(link);
+}
