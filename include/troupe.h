@@ -46,7 +46,8 @@ extern "C" {
     X(ETOOBIG, -7, "the message payload is too large")                       \
     X(ELIMIT, -8, "too many live actors")                                    \
     X(ETHREAD, -9, "a worker thread could not be started")                   \
-    X(EFORMAT, -10, "the payload is not valid msgpack")
+    X(EFORMAT, -10, "the payload is not valid msgpack")                      \
+    X(ENOENT, -11, "no such timer: it fired, was cancelled, or never existed")
 
 enum {
     TR_OK = 0,
@@ -93,6 +94,7 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 #define TR_MSG_SYSTEM 0xffff0000u
 #define TR_MSG_DOWN 0xffff0001u /* a monitored actor ended; payload tr_down */
 #define TR_MSG_EXIT 0xffff0002u /* a linked actor ended (when trapping exits); payload tr_exit_info */
+#define TR_MSG_TIMEOUT 0xffff0003u /* nothing arrived in time (tr_receive_timeout); no payload */
 
 typedef struct tr_down {
     tr_addr actor;  /* who ended */
@@ -251,6 +253,41 @@ TR_API void tr_trap_exit(tr_ctx *ctx, bool trap);
  * TR_MSG_EXIT if it traps exits (TR_EXIT_KILLED cannot be trapped; a normal
  * reason is ignored unless trapped). Returns 0 or TR_EDEAD. Handler only. */
 TR_API int tr_kill(tr_ctx *ctx, tr_addr target, int reason);
+
+/* ---- timers ----------------------------------------------------------- *
+ * Timers run on the system's io thread (a libuv loop). Their messages travel
+ * in the system lane, so a full mailbox never drops one. A pending timer
+ * keeps tr_system_run from returning: cancel periodic timers when done (a
+ * periodic timer whose target has ended stops by itself). */
+
+typedef uint64_t tr_timer; /* 0 is never a timer */
+
+/* Delivers msg to `to` after delay_ms (from the calling actor). Takes msg.
+ * Stores the timer in *timer (may be NULL). Returns 0, TR_EINVAL (no msg, or a
+ * runtime type) or TR_ENOMEM. Handler only. */
+TR_API int tr_send_after(tr_ctx *ctx, tr_addr to, tr_msg *msg, uint64_t delay_ms,
+                         tr_timer *timer);
+
+/* Delivers msg (shared, not copied) to `to` every period_ms until cancelled
+ * or `to` has ended. As tr_send_after. Handler only. */
+TR_API int tr_send_every(tr_ctx *ctx, tr_addr to, tr_msg *msg, uint64_t period_ms,
+                         tr_timer *timer);
+
+/* tr_send_after from outside any handler (the sender is TR_ADDR_NONE). Any
+ * thread not in a handler of sys. */
+TR_API int tr_system_send_after(tr_system *sys, tr_addr to, tr_msg *msg, uint64_t delay_ms,
+                                tr_timer *timer);
+
+/* Cancels a timer. Returns 0 when it was cancelled before firing (a one-shot
+ * timer's message is then never delivered), or TR_ENOENT when it had already
+ * fired, was cancelled, or is unknown. Any thread. */
+TR_API int tr_timer_cancel(tr_system *sys, tr_timer timer);
+
+/* If the running actor handles no user message within ms from now, it
+ * receives one TR_MSG_TIMEOUT. Handling a user message (or calling this
+ * again, or with ms 0) cancels it; set it again to keep waiting. Returns 0 or
+ * TR_ENOMEM. Handler only. */
+TR_API int tr_receive_timeout(tr_ctx *ctx, uint64_t ms);
 
 /* Writes "<node.index.incarnation>" into buf (at least 32 bytes is enough);
  * returns buf. Any thread. */

@@ -394,6 +394,8 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
                 break;
             msg_link *link = msg_link_of(mn);
             ctx.sender = link->from;
+            if (a->ext) /* a message arrived in time: cancel a receive timeout */
+                watch_before_message(&ctx, a);
             a->behavior->receive(&ctx, a->state, link->msg);
             msg_link_release(link);
             if (ctx.exiting) {

@@ -128,7 +128,10 @@ struct tr_system {
     limbo *limbo;         /* one per worker */
     /* Counted off the pool: actors spawned or ended outside any worker. */
     _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
-    _Atomic uint64_t next_ref; /* monitor references */
+    _Atomic uint64_t next_ref; /* monitor references and timer ids */
+    pthread_mutex_t io_lock;   /* guards making io and timers */
+    struct io_loop *io;        /* the io thread, made on first use */
+    struct timer_registry *timers;
 };
 
 /* The runtime's own messages in the system lane (users see only the public
@@ -139,6 +142,7 @@ struct tr_system {
 #define SYS_DEMONITOR (SYS_LINK + 3u)      /* from: the watcher; payload: uint64_t ref */
 #define SYS_LINK_EXIT (SYS_LINK + 4u)      /* from: a linked actor that ended; payload: int32_t */
 #define SYS_KILL (SYS_LINK + 5u)           /* from: the killer; payload: int32_t reason */
+#define SYS_RECV_TIMEOUT (SYS_LINK + 6u)   /* from: self; payload: uint64_t generation */
 
 struct tr_ctx {
     tr_system *sys;
@@ -165,6 +169,18 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link);
 void watch_fire(tr_ctx *ctx, actor *a, int reason);
 void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason);
 void watch_free(actor *a);
+
+/* Before a user message is handled by an actor with bookkeeping (a->ext):
+ * cancels a receive timeout (the handler may set a new one). */
+void watch_before_message(tr_ctx *ctx, actor *a);
+
+/* The io loop (started on first use) and timers (timer.c). actor_io returns
+ * 0 or TR_ENOMEM; actor_io_free stops the loop and drops pending timers.
+ * actor_timer_internal sets a one-shot timer to the running actor that may
+ * carry a runtime message type. */
+int actor_io(tr_system *sys, struct io_loop **out);
+void actor_io_free(tr_system *sys);
+int actor_timer_internal(tr_ctx *ctx, tr_msg *msg, uint64_t delay_ms, tr_timer *timer);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);

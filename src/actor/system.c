@@ -34,6 +34,9 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     atomic_init(&sys->outside_exited, 0);
     atomic_init(&sys->dead_letters, 0);
     atomic_init(&sys->next_ref, 0);
+    pthread_mutex_init(&sys->io_lock, NULL);
+    sys->io = NULL;
+    sys->timers = NULL;
     sys->pool = pool_new();
     if (!sys->pool) {
         free(sys);
@@ -81,6 +84,8 @@ void tr_system_free(tr_system *sys)
     if (!sys)
         return;
     atomic_store(&sys->closing, true);
+    actor_io_free(sys);
+    pthread_mutex_destroy(&sys->io_lock);
     actor_limbo_flush(sys);
     actor_shutdown_all(sys);
     free(sys->limbo[0].snapshot);

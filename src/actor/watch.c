@@ -25,6 +25,8 @@ typedef struct actor_ext {
     watch_list watchers; /* who monitors this one, with their refs */
     watch_list watching; /* this one's monitors: target and ref */
     bool trap_exit;
+    tr_timer receive_timer;     /* the armed receive timeout, or 0 */
+    uint64_t receive_timer_gen; /* which arming it belongs to */
 } actor_ext;
 
 /* ---- lists ------------------------------------------------------------- */
@@ -205,6 +207,18 @@ static int32_t payload_reason(const tr_msg *m)
     return reason;
 }
 
+/* Hands the user a runtime message made here, as if it had arrived so. */
+static void deliver_now(tr_ctx *ctx, actor *a, tr_addr from, uint32_t type, const void *payload,
+                        size_t len)
+{
+    tr_msg *m = tr_msg_new(type, payload, len);
+    if (!m)
+        return;
+    ctx->sender = from;
+    a->behavior->receive(ctx, a->state, m);
+    tr_msg_unref(m);
+}
+
 /* An exit signal from `from`: end, trap, or ignore. */
 static bool exit_signal(tr_ctx *ctx, actor_ext *x, tr_addr from, int32_t reason)
 {
@@ -216,12 +230,7 @@ static bool exit_signal(tr_ctx *ctx, actor_ext *x, tr_addr from, int32_t reason)
     if (!trap)
         return false;
     tr_exit_info info = {.actor = from, .reason = reason};
-    tr_msg *m = tr_msg_new(TR_MSG_EXIT, &info, sizeof info);
-    if (m) { /* hand it to the user now, as if it had arrived so */
-        ctx->sender = from;
-        ctx->self->behavior->receive(ctx, ctx->self->state, m);
-        tr_msg_unref(m);
-    }
+    deliver_now(ctx, ctx->self, from, TR_MSG_EXIT, &info, sizeof info);
     return false;
 }
 
@@ -263,6 +272,12 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
         return exit_signal(ctx, a->ext, from, payload_reason(m));
     case SYS_KILL:
         return exit_signal(ctx, a->ext, from, payload_reason(m));
+    case SYS_RECV_TIMEOUT: /* only the arming still in force counts */
+        if (!a->ext || !a->ext->receive_timer || payload_ref(m) != a->ext->receive_timer_gen)
+            return false;
+        a->ext->receive_timer = 0;
+        deliver_now(ctx, a, from, TR_MSG_TIMEOUT, NULL, 0);
+        return false;
     default: /* other public system messages go to the user */
         return true;
     }
@@ -289,4 +304,35 @@ void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *
     else if (m->type == SYS_LINK)
         send_link_exit(sys, w, dead, link->from, reason);
     msg_link_release(link);
+}
+
+/* ---- receive timeouts --------------------------------------------------- */
+
+static void disarm(tr_ctx *ctx, actor_ext *x)
+{
+    if (x->receive_timer)
+        tr_timer_cancel(ctx->sys, x->receive_timer);
+    x->receive_timer = 0;
+    x->receive_timer_gen++; /* a timeout already on its way is now stale */
+}
+
+int tr_receive_timeout(tr_ctx *ctx, uint64_t ms)
+{
+    actor_ext *x = ctx ? ext_of(ctx->self) : NULL;
+    if (!x)
+        return ctx ? TR_ENOMEM : TR_EINVAL;
+    disarm(ctx, x);
+    if (ms == 0)
+        return 0;
+    uint64_t gen = x->receive_timer_gen;
+    tr_msg *m = tr_msg_new(SYS_RECV_TIMEOUT, &gen, sizeof gen);
+    if (!m)
+        return TR_ENOMEM;
+    return actor_timer_internal(ctx, m, ms, &x->receive_timer);
+}
+
+void watch_before_message(tr_ctx *ctx, actor *a)
+{
+    if (a->ext->receive_timer)
+        disarm(ctx, a->ext);
 }

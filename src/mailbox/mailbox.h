@@ -8,13 +8,13 @@
 #ifndef TR_MAILBOX_H
 #define TR_MAILBOX_H
 
+#include "../platform/queue_node.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct mailbox_node {
-    _Atomic(struct mailbox_node *) next;
-} mailbox_node;
+typedef queue_node mailbox_node;
 
 typedef struct mailbox {
     _Atomic(mailbox_node *) head; /* producers: the node pushed last */

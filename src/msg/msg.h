@@ -7,7 +7,7 @@
 #ifndef TR_MSG_H
 #define TR_MSG_H
 
-#include "../mailbox/mailbox.h"
+#include "../platform/queue_node.h"
 #include "../platform/platform.h"
 #include "../platform/pool.h"
 
@@ -18,7 +18,7 @@
 
 /* One delivery of a message: what sits in a mailbox. */
 typedef struct msg_link {
-    mailbox_node node;
+    queue_node node; /* in one mailbox at a time */
     tr_addr from;
     struct tr_msg *msg;
 } msg_link;
@@ -82,8 +82,8 @@ static inline void msg_link_release(msg_link *link)
     msg_unref(msg);
 }
 
-/* The link that owns a mailbox node. */
-static inline msg_link *msg_link_of(mailbox_node *node)
+/* The link that owns a queue node. */
+static inline msg_link *msg_link_of(queue_node *node)
 {
     return container_of(node, msg_link, node);
 }
