@@ -47,7 +47,9 @@ extern "C" {
     X(ELIMIT, -8, "too many live actors")                                    \
     X(ETHREAD, -9, "a worker thread could not be started")                   \
     X(EFORMAT, -10, "the payload is not valid msgpack")                      \
-    X(ENOENT, -11, "no such timer: it fired, was cancelled, or never existed")
+    X(ENOENT, -11, "not found: no such timer, name or pending ask")          \
+    X(EEXIST, -12, "the name is already registered")                         \
+    X(ETIMEDOUT, -13, "no reply came in time")
 
 enum {
     TR_OK = 0,
@@ -95,6 +97,7 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 #define TR_MSG_DOWN 0xffff0001u /* a monitored actor ended; payload tr_down */
 #define TR_MSG_EXIT 0xffff0002u /* a linked actor ended (when trapping exits); payload tr_exit_info */
 #define TR_MSG_TIMEOUT 0xffff0003u /* nothing arrived in time (tr_receive_timeout); no payload */
+#define TR_MSG_ASK_TIMEOUT 0xffff0004u /* a tr_ask got no reply in time; payload: uint64_t ref */
 
 typedef struct tr_down {
     tr_addr actor;  /* who ended */
@@ -165,6 +168,7 @@ typedef struct tr_stats {
     uint64_t exited;       /* actors that have ended */
     uint64_t delivered;    /* messages handed to receive */
     uint64_t dead_letters; /* messages to actors that had ended (or dropped at shutdown) */
+    uint64_t late_replies; /* replies that came after their ask had timed out */
     unsigned workers;
 } tr_stats;
 
@@ -288,6 +292,71 @@ TR_API int tr_timer_cancel(tr_system *sys, tr_timer timer);
  * again, or with ms 0) cancels it; set it again to keep waiting. Returns 0 or
  * TR_ENOMEM. Handler only. */
 TR_API int tr_receive_timeout(tr_ctx *ctx, uint64_t ms);
+
+/* ---- ask and reply ---------------------------------------------------- *
+ * An ask is a request that expects one reply: the target answers with
+ * tr_reply. The reply, or a timeout, reaches the asking actor as a message
+ * (or through a continuation run in its context), never by blocking a
+ * worker. Exactly one of the two arrives; a reply that comes after the
+ * timeout is dropped and counted in tr_stats.late_replies. Replies travel in
+ * the system lane. */
+
+/* The continuation of tr_ask_then, run by the asking actor's runner: reply is
+ * the answer (borrowed until it returns) with status 0, or NULL with status
+ * TR_ETIMEDOUT. */
+typedef void (*tr_reply_fn)(tr_ctx *ctx, void *state, const tr_msg *reply, int status,
+                            void *arg);
+
+/* Sends request to target and waits, without blocking, up to timeout_ms for
+ * its reply: it arrives in receive with tr_reply_to(ctx) == *ref, or a
+ * TR_MSG_ASK_TIMEOUT carrying the ref does. Takes request. Returns 0,
+ * TR_EDEAD (the target had ended: nothing will arrive), TR_EINVAL or
+ * TR_ENOMEM. Handler only. */
+TR_API int tr_ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms,
+                  uint64_t *ref);
+
+/* As tr_ask, but fn(ctx, state, reply, status, arg) runs with the outcome
+ * instead of a message. Handler only. */
+TR_API int tr_ask_then(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms,
+                       tr_reply_fn fn, void *arg);
+
+/* While handling a reply to an ask: that ask's ref; otherwise 0. Handler only. */
+TR_API uint64_t tr_reply_to(const tr_ctx *ctx);
+
+/* ---- names ------------------------------------------------------------ */
+
+#define TR_NAME_MAX 63 /* bytes in a registered name */
+
+/* Registers the running actor under name in its system, until it ends (or
+ * tr_unregister). Returns 0, TR_EEXIST (taken), TR_EINVAL (empty or too long,
+ * or the actor already has a name) or TR_ENOMEM. Handler only. */
+TR_API int tr_register(tr_ctx *ctx, const char *name);
+
+/* Gives up the running actor's name. Returns 0 or TR_ENOENT. Handler only. */
+TR_API int tr_unregister(tr_ctx *ctx);
+
+/* The actor registered under name, in *out. Returns 0 or TR_ENOENT. Any thread. */
+TR_API int tr_whereis(tr_system *sys, const char *name, tr_addr *out);
+
+/* Sends msg to the actor registered under name; as tr_send, and TR_ENOENT
+ * (msg released) when no one has the name. Handler only. */
+TR_API int tr_send_named(tr_ctx *ctx, const char *name, tr_msg *msg);
+
+/* ---- blocking work ------------------------------------------------------ *
+ * A handler must not block a worker. Blocking calls (file I/O, a blocking
+ * library, a CPU-heavy job) run on a separate pool of threads (libuv's, sized
+ * by UV_THREADPOOL_SIZE, 4 by default) while the workers go on with other
+ * actors; the result comes back as a message. */
+
+/* Runs on a pool thread: does the blocking work with arg and returns the
+ * message to deliver (or NULL: then an empty message of done_type). */
+typedef tr_msg *(*tr_blocking_fn)(void *arg);
+
+/* Runs fn(arg) on the blocking pool and delivers its result to the running
+ * actor (in the system lane, so never dropped). arg is the caller's, and must
+ * stay valid until the result arrives. Returns 0, TR_EINVAL or TR_ENOMEM.
+ * Handler only. */
+TR_API int tr_run_blocking(tr_ctx *ctx, tr_blocking_fn fn, void *arg, uint32_t done_type);
 
 /* Writes "<node.index.incarnation>" into buf (at least 32 bytes is enough);
  * returns buf. Any thread. */

@@ -102,7 +102,7 @@ static void unpin(actor *a)
 }
 
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
-                  bool system_lane)
+                  bool system_lane, uint64_t ref)
 {
     if (!msg)
         return TR_EINVAL;
@@ -110,7 +110,7 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
         tr_msg_unref(msg);
         return TR_ESTOPPED;
     }
-    msg_link *link = msg_link_for_send(msg, from);
+    msg_link *link = ref ? msg_link_with_ref(msg, from, ref) : msg_link_for_send(msg, from);
     if (!link) {
         tr_msg_unref(msg);
         return TR_ENOMEM;
@@ -148,7 +148,7 @@ int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
         return TR_EINVAL;
     }
     ctx->sent++;
-    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false);
+    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false, 0);
 }
 
 int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
@@ -161,7 +161,7 @@ int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
     /* Held while under way, so the system cannot be judged quiescent between
      * our push and the actor's scheduling. */
     sched_hold(&sys->sched);
-    int rc = actor_deliver(sys, NULL, TR_ADDR_NONE, to, msg, false);
+    int rc = actor_deliver(sys, NULL, TR_ADDR_NONE, to, msg, false, 0);
     sched_release(&sys->sched);
     return rc;
 }
@@ -172,8 +172,17 @@ int tr_reply(tr_ctx *ctx, tr_msg *msg)
         tr_msg_unref(msg);
         return TR_EINVAL;
     }
-    return tr_send(ctx, ctx->sender, msg);
+    if (!ctx->request_ref)
+        return tr_send(ctx, ctx->sender, msg);
+    if (reserved_type(msg))
+        return TR_EINVAL;
+    /* The answer to an ask: in the asker's system lane, with the ask's ref. */
+    ctx->sent++;
+    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, ctx->sender, msg, true,
+                         ctx->request_ref);
 }
+
+uint64_t tr_reply_to(const tr_ctx *ctx) { return ctx ? ctx->reply_to : 0; }
 
 /* ---- spawning ---------------------------------------------------------- */
 
@@ -336,7 +345,7 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
         cpu_relax();
     drain(sys, ctx->worker, a, reason);
     watch_fire(ctx, a, reason);
-    watch_free(a);
+    watch_free(ctx, a);
     tr_msg_unref(a->init_arg);
     a->init_arg = NULL;
     state_free(sys, a->state, a->state_size);
@@ -366,9 +375,18 @@ static bool run_system_lane(tr_ctx *ctx, actor *a)
     mailbox_node *mn;
     while (!ctx->exiting && (mn = mailbox_pop(&a->system))) {
         msg_link *link = msg_link_of(mn);
-        if (watch_handle(ctx, a, link)) {
+        uint64_t ref = msg_link_ref(link);
+        bool to_user;
+        if (link->msg->type >= TR_MSG_SYSTEM)
+            to_user = watch_handle(ctx, a, link);
+        else /* a reply to one of our asks, or a timer's message */
+            to_user = !ref || ask_take_reply(ctx, a, link);
+        if (to_user) {
             ctx->sender = link->from;
+            ctx->request_ref = 0;
+            ctx->reply_to = ref;
             a->behavior->receive(ctx, a->state, link->msg);
+            ctx->reply_to = 0;
         }
         msg_link_release(link);
     }
@@ -394,6 +412,7 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
                 break;
             msg_link *link = msg_link_of(mn);
             ctx.sender = link->from;
+            ctx.request_ref = msg_link_ref(link);
             if (a->ext) /* a message arrived in time: cancel a receive timeout */
                 watch_before_message(&ctx, a);
             a->behavior->receive(&ctx, a->state, link->msg);

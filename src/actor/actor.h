@@ -128,7 +128,9 @@ struct tr_system {
     limbo *limbo;         /* one per worker */
     /* Counted off the pool: actors spawned or ended outside any worker. */
     _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
-    _Atomic uint64_t next_ref; /* monitor references and timer ids */
+    _Atomic uint64_t next_ref; /* monitor and ask references, timer ids */
+    _Atomic uint64_t late_replies;
+    struct name_registry *names;
     pthread_mutex_t io_lock;   /* guards making io and timers */
     struct io_loop *io;        /* the io thread, made on first use */
     struct timer_registry *timers;
@@ -143,6 +145,7 @@ struct tr_system {
 #define SYS_LINK_EXIT (SYS_LINK + 4u)      /* from: a linked actor that ended; payload: int32_t */
 #define SYS_KILL (SYS_LINK + 5u)           /* from: the killer; payload: int32_t reason */
 #define SYS_RECV_TIMEOUT (SYS_LINK + 6u)   /* from: self; payload: uint64_t generation */
+#define SYS_ASK_TIMEOUT (SYS_LINK + 7u)    /* from: self; payload: uint64_t ask ref */
 
 struct tr_ctx {
     tr_system *sys;
@@ -150,25 +153,40 @@ struct tr_ctx {
     tr_addr self_addr;
     sched_worker *worker; /* NULL during shutdown */
     tr_addr sender;
-    unsigned sent; /* sends in this turn: they use up the turn too */
+    uint64_t request_ref; /* the message being handled is an ask with this ref */
+    uint64_t reply_to;    /* the message being handled answers our ask with this ref */
+    unsigned sent;        /* sends in this turn: they use up the turn too */
     bool exiting;
     int reason;
 };
 
 /* The one send path, for handlers (w set) and outside threads (w NULL), into
- * the user or the system lane. Always takes msg. */
+ * the user or the system lane, with an ask reference (0 for none). Always
+ * takes msg. */
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
-                  bool system_lane);
+                  bool system_lane, uint64_t ref);
 
-/* Links and monitors (watch.c). watch_handle runs a system-lane message and
- * says whether it also goes to the user's receive; watch_fire tells watchers
- * and links that a ended; watch_answer_dead answers a system message that
- * reached a ended actor (a monitor request gets its down); watch_free frees
- * the bookkeeping. All on the actor's runner. */
+/* Asks (ask.c), on the asking actor's runner: a reply that arrived in the
+ * system lane (true: hand it to receive), and an ask's deadline. */
+bool ask_take_reply(tr_ctx *ctx, actor *a, msg_link *link);
+void ask_timed_out(tr_ctx *ctx, actor *a, uint64_t ref);
+
+/* Names (names.c): the registry is made with the system; an ending actor's
+ * name is released. */
+int names_init(tr_system *sys);
+void names_fini(tr_system *sys);
+void names_release(tr_system *sys, const char *name, tr_addr owner);
+
+/* Links and monitors (watch.c). watch_handle runs a runtime message from the
+ * system lane and says whether it also goes to the user's receive;
+ * watch_fire tells watchers and links that a ended; watch_answer_dead answers
+ * a system message that reached an ended actor (a monitor request gets its
+ * down); watch_free releases the name, timers and bookkeeping. All on the
+ * actor's runner. */
 bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link);
 void watch_fire(tr_ctx *ctx, actor *a, int reason);
 void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason);
-void watch_free(actor *a);
+void watch_free(tr_ctx *ctx, actor *a);
 
 /* Before a user message is handled by an actor with bookkeeping (a->ext):
  * cancels a receive timeout (the handler may set a new one). */

@@ -27,6 +27,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     tr_system *sys = aligned_alloc(CACHE_LINE, sizeof *sys);
     if (!sys)
         return TR_ENOMEM;
+    sys->names = NULL;
     sys->batch = c.batch ? c.batch : DEFAULT_BATCH;
     sys->node_id = c.node_id;
     atomic_init(&sys->closing, false);
@@ -37,6 +38,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     pthread_mutex_init(&sys->io_lock, NULL);
     sys->io = NULL;
     sys->timers = NULL;
+    atomic_init(&sys->late_replies, 0);
     sys->pool = pool_new();
     if (!sys->pool) {
         free(sys);
@@ -45,8 +47,9 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     table_init(&sys->table);
     sys->limbo = calloc(workers, sizeof *sys->limbo);
     uint64_t *snapshots = calloc((size_t)workers * workers, sizeof *snapshots);
-    if (!sys->limbo || !snapshots ||
+    if (!sys->limbo || !snapshots || names_init(sys) != 0 ||
         sched_init(&sys->sched, workers, actor_run, sys, sys->pool) != 0) {
+        names_fini(sys);
         free(snapshots);
         free(sys->limbo);
         table_fini(&sys->table);
@@ -90,6 +93,7 @@ void tr_system_free(tr_system *sys)
     actor_shutdown_all(sys);
     free(sys->limbo[0].snapshot);
     free(sys->limbo);
+    names_fini(sys);
     sched_fini(&sys->sched);
     table_fini(&sys->table);
     pool_free(sys->pool);
@@ -106,6 +110,7 @@ void tr_system_stats(tr_system *sys, tr_stats *out)
         .exited = sched_sum(s, COUNT_EXITED) + atomic_load(&sys->outside_exited),
         .delivered = sched_sum(s, COUNT_DELIVERED),
         .dead_letters = atomic_load(&sys->dead_letters),
+        .late_replies = atomic_load(&sys->late_replies),
         .workers = s->nworkers,
     };
 }

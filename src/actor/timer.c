@@ -134,13 +134,13 @@ static void on_fire(uv_timer_t *h)
         if (atomic_compare_exchange_strong(&t->state, &pending, TIMER_FIRED)) {
             tr_msg *m = t->msg;
             t->msg = NULL;
-            actor_deliver(t->sys, NULL, t->from, t->to, m, true);
+            actor_deliver(t->sys, NULL, t->from, t->to, m, true, 0);
         }
         close_timer(t);
         return;
     }
     if (atomic_load(&t->state) == TIMER_PENDING &&
-        actor_deliver(t->sys, NULL, t->from, t->to, tr_msg_ref(t->msg), true) == 0)
+        actor_deliver(t->sys, NULL, t->from, t->to, tr_msg_ref(t->msg), true, 0) == 0)
         return;
     /* cancelled, or nobody to deliver to any more: stop for good */
     int pending = TIMER_PENDING;

@@ -6,32 +6,14 @@
  * down only while the monitor is in its list, which makes it exactly once
  * even when a demonitor crosses a down on the way. */
 #include "actor.h"
+#include "ext.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct watch_entry {
-    tr_addr actor;
-    uint64_t ref; /* monitors only */
-} watch_entry;
-
-typedef struct watch_list {
-    watch_entry *items;
-    uint32_t count, capacity;
-} watch_list;
-
-typedef struct actor_ext {
-    watch_list links;    /* actors linked with this one */
-    watch_list watchers; /* who monitors this one, with their refs */
-    watch_list watching; /* this one's monitors: target and ref */
-    bool trap_exit;
-    tr_timer receive_timer;     /* the armed receive timeout, or 0 */
-    uint64_t receive_timer_gen; /* which arming it belongs to */
-} actor_ext;
-
 /* ---- lists ------------------------------------------------------------- */
 
-static int list_add(watch_list *l, tr_addr actor, uint64_t ref)
+int ext_list_add(watch_list *l, tr_addr actor, uint64_t ref)
 {
     if (l->count == l->capacity) {
         uint32_t capacity = l->capacity ? 2 * l->capacity : 4;
@@ -46,7 +28,7 @@ static int list_add(watch_list *l, tr_addr actor, uint64_t ref)
 }
 
 /* Index of the entry matching actor (when ref is 0) or ref, or -1. */
-static int64_t list_find(const watch_list *l, tr_addr actor, uint64_t ref)
+int64_t ext_list_find(const watch_list *l, tr_addr actor, uint64_t ref)
 {
     for (uint32_t i = 0; i < l->count; i++)
         if (ref ? l->items[i].ref == ref : tr_addr_eq(l->items[i].actor, actor))
@@ -54,30 +36,39 @@ static int64_t list_find(const watch_list *l, tr_addr actor, uint64_t ref)
     return -1;
 }
 
-static bool list_remove(watch_list *l, tr_addr actor, uint64_t ref)
+bool ext_list_remove(watch_list *l, tr_addr actor, uint64_t ref)
 {
-    int64_t i = list_find(l, actor, ref);
+    int64_t i = ext_list_find(l, actor, ref);
     if (i < 0)
         return false;
     l->items[i] = l->items[--l->count]; /* order does not matter */
     return true;
 }
 
-static actor_ext *ext_of(actor *a)
+actor_ext *ext_of(actor *a)
 {
     if (!a->ext)
         a->ext = calloc(1, sizeof *a->ext);
     return a->ext;
 }
 
-void watch_free(actor *a)
+void watch_free(tr_ctx *ctx, actor *a)
 {
     actor_ext *x = a->ext;
     if (!x)
         return;
+    if (x->name)
+        names_release(ctx->sys, x->name, ctx->self_addr);
+    for (uint32_t i = 0; i < x->asks.count; i++)
+        if (x->asks.items[i].timer)
+            tr_timer_cancel(ctx->sys, x->asks.items[i].timer);
+    if (x->receive_timer)
+        tr_timer_cancel(ctx->sys, x->receive_timer);
     free(x->links.items);
     free(x->watchers.items);
     free(x->watching.items);
+    free(x->asks.items);
+    free(x->name);
     free(x);
     a->ext = NULL;
 }
@@ -90,7 +81,7 @@ static int send_system(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to
     tr_msg *m = tr_msg_new(type, payload, len);
     if (!m)
         return TR_ENOMEM;
-    return actor_deliver(sys, w, from, to, m, true);
+    return actor_deliver(sys, w, from, to, m, true, 0);
 }
 
 static void send_down(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr watcher,
@@ -116,7 +107,7 @@ int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
         return ctx ? TR_ENOMEM : TR_EINVAL;
     /* relaxed: only uniqueness matters. */
     uint64_t r = atomic_fetch_add_explicit(&ctx->sys->next_ref, 1, memory_order_relaxed) + 1;
-    int rc = list_add(&x->watching, target, r);
+    int rc = ext_list_add(&x->watching, target, r);
     if (rc != 0)
         return rc;
     if (ref)
@@ -125,7 +116,7 @@ int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
     if (rc == TR_EDEAD) /* already gone: the down comes at once */
         send_down(ctx->sys, ctx->worker, target, ctx->self_addr, r, TR_EXIT_NOPROC);
     else if (rc != 0) {
-        list_remove(&x->watching, target, r);
+        ext_list_remove(&x->watching, target, r);
         return rc;
     }
     return 0;
@@ -134,11 +125,11 @@ int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
 int tr_demonitor(tr_ctx *ctx, uint64_t ref)
 {
     actor_ext *x = ctx && ref ? ctx->self->ext : NULL;
-    int64_t i = x ? list_find(&x->watching, TR_ADDR_NONE, ref) : -1;
+    int64_t i = x ? ext_list_find(&x->watching, TR_ADDR_NONE, ref) : -1;
     if (i < 0)
         return TR_EINVAL;
     tr_addr target = x->watching.items[i].actor;
-    list_remove(&x->watching, target, ref);
+    ext_list_remove(&x->watching, target, ref);
     send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_DEMONITOR, &ref, sizeof ref);
     return 0;
 }
@@ -150,16 +141,16 @@ int tr_link(tr_ctx *ctx, tr_addr other)
     actor_ext *x = ext_of(ctx->self);
     if (!x)
         return TR_ENOMEM;
-    if (list_find(&x->links, other, 0) >= 0)
+    if (ext_list_find(&x->links, other, 0) >= 0)
         return 0;
-    int rc = list_add(&x->links, other, 0);
+    int rc = ext_list_add(&x->links, other, 0);
     if (rc != 0)
         return rc;
     rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_LINK, NULL, 0);
     if (rc == TR_EDEAD) /* as if it ended now */
         send_link_exit(ctx->sys, ctx->worker, other, ctx->self_addr, TR_EXIT_NOPROC);
     else if (rc != 0) {
-        list_remove(&x->links, other, 0);
+        ext_list_remove(&x->links, other, 0);
         return rc;
     }
     return 0;
@@ -169,7 +160,7 @@ int tr_unlink(tr_ctx *ctx, tr_addr other)
 {
     if (!ctx)
         return TR_EINVAL;
-    if (ctx->self->ext && list_remove(&ctx->self->ext->links, other, 0))
+    if (ctx->self->ext && ext_list_remove(&ctx->self->ext->links, other, 0))
         send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_UNLINK, NULL, 0);
     return 0;
 }
@@ -245,33 +236,36 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
         if (m->len != sizeof d || !a->ext)
             return false;
         memcpy(&d, m->data, sizeof d);
-        return list_remove(&a->ext->watching, d.actor, d.ref);
+        return ext_list_remove(&a->ext->watching, d.actor, d.ref);
     }
     case SYS_MONITOR:
-        if ((x = ext_of(a)) && list_add(&x->watchers, from, payload_ref(m)) == 0)
+        if ((x = ext_of(a)) && ext_list_add(&x->watchers, from, payload_ref(m)) == 0)
             return false;
         /* no memory to remember the watcher: tell it we are gone for it */
         send_down(ctx->sys, ctx->worker, ctx->self_addr, from, payload_ref(m), TR_EXIT_NOPROC);
         return false;
     case SYS_DEMONITOR:
         if (a->ext)
-            list_remove(&a->ext->watchers, from, payload_ref(m));
+            ext_list_remove(&a->ext->watchers, from, payload_ref(m));
         return false;
     case SYS_LINK:
-        if ((x = ext_of(a)) && (list_find(&x->links, from, 0) >= 0 || list_add(&x->links, from, 0) == 0))
+        if ((x = ext_of(a)) && (ext_list_find(&x->links, from, 0) >= 0 || ext_list_add(&x->links, from, 0) == 0))
             return false;
         send_link_exit(ctx->sys, ctx->worker, ctx->self_addr, from, TR_EXIT_NOPROC);
         return false;
     case SYS_UNLINK:
         if (a->ext)
-            list_remove(&a->ext->links, from, 0);
+            ext_list_remove(&a->ext->links, from, 0);
         return false;
     case SYS_LINK_EXIT: /* only from an actor we are still linked with */
-        if (!a->ext || !list_remove(&a->ext->links, from, 0))
+        if (!a->ext || !ext_list_remove(&a->ext->links, from, 0))
             return false;
         return exit_signal(ctx, a->ext, from, payload_reason(m));
     case SYS_KILL:
         return exit_signal(ctx, a->ext, from, payload_reason(m));
+    case SYS_ASK_TIMEOUT:
+        ask_timed_out(ctx, a, payload_ref(m));
+        return false;
     case SYS_RECV_TIMEOUT: /* only the arming still in force counts */
         if (!a->ext || !a->ext->receive_timer || payload_ref(m) != a->ext->receive_timer_gen)
             return false;

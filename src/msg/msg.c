@@ -4,12 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An envelope: a delivery link of its own, for a message shared by many. */
-typedef struct envelope {
-    msg_link link;
-    pool *origin;
-    int8_t size_class;
-} envelope;
 
 /* Slow path of block_alloc: the thread's pool (refilling its cache), or
  * malloc for threads outside any system and for large blocks. */
@@ -103,6 +97,7 @@ msg_link *msg_envelope_new(tr_msg *msg)
         return NULL;
     e->origin = origin;
     e->size_class = cls;
+    e->ref = 0;
     e->link.msg = msg;
     return &e->link;
 }

@@ -34,9 +34,35 @@ struct tr_msg {
     _Alignas(8) unsigned char data[];
 };
 
-/* Envelopes, for messages sent while shared; and freeing a message block. */
+/* Envelopes: a delivery link of its own, for a message sent while shared or
+ * one that carries an ask reference. */
+typedef struct envelope {
+    msg_link link;
+    uint64_t ref; /* an ask's reference, or 0 */
+    pool *origin;
+    int8_t size_class;
+} envelope;
+
 msg_link *msg_envelope_new(tr_msg *msg);
 void msg_envelope_free(msg_link *link);
+
+/* A link carrying ref, for an ask or its reply (always an envelope). Takes
+ * over the caller's reference to msg; NULL when out of memory. */
+static inline msg_link *msg_link_with_ref(tr_msg *msg, tr_addr from, uint64_t ref)
+{
+    msg_link *link = msg_envelope_new(msg);
+    if (link) {
+        link->from = from;
+        container_of(link, envelope, link)->ref = ref;
+    }
+    return link;
+}
+
+/* The ask reference a link carries, or 0. */
+static inline uint64_t msg_link_ref(const msg_link *link)
+{
+    return link == &link->msg->link ? 0 : container_of(link, envelope, link)->ref;
+}
 void msg_block_free_slow(pool *origin, int8_t cls, void *block);
 
 static inline void msg_block_free(pool *origin, int8_t cls, void *block)

@@ -1,0 +1,134 @@
+/* Ask and reply.
+ *
+ * The asker keeps each ask in its bookkeeping with a deadline timer. The
+ * request carries the ask's reference in its envelope; tr_reply sends the
+ * answer back into the asker's system lane with the same reference. Whichever
+ * of reply and deadline the asker handles first removes the ask, so exactly
+ * one outcome is delivered; the other finds nothing and is dropped (a late
+ * reply is counted). */
+#include "actor.h"
+#include "ext.h"
+
+#include <stdlib.h>
+
+static int64_t find_ask(const ask_list *l, uint64_t ref)
+{
+    for (uint32_t i = 0; i < l->count; i++)
+        if (l->items[i].ref == ref)
+            return i;
+    return -1;
+}
+
+/* Removes the ask with ref into *out; false when there is none. */
+static bool take_ask(actor_ext *x, uint64_t ref, pending_ask *out)
+{
+    int64_t i = x ? find_ask(&x->asks, ref) : -1;
+    if (i < 0)
+        return false;
+    *out = x->asks.items[i];
+    x->asks.items[i] = x->asks.items[--x->asks.count];
+    return true;
+}
+
+static int add_ask(actor_ext *x, pending_ask ask)
+{
+    ask_list *l = &x->asks;
+    if (l->count == l->capacity) {
+        uint32_t capacity = l->capacity ? 2 * l->capacity : 4;
+        pending_ask *items = realloc(l->items, capacity * sizeof *items);
+        if (!items)
+            return TR_ENOMEM;
+        l->items = items;
+        l->capacity = capacity;
+    }
+    l->items[l->count++] = ask;
+    return 0;
+}
+
+static int ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms, tr_reply_fn fn,
+               void *arg, uint64_t *ref_out)
+{
+    actor_ext *x = ctx ? ext_of(ctx->self) : NULL;
+    int rc = !ctx ? TR_EINVAL : !x ? TR_ENOMEM : !request ? TR_EINVAL : 0;
+    if (rc == 0 && request->type >= TR_MSG_SYSTEM)
+        rc = TR_EINVAL;
+    if (rc != 0) {
+        tr_msg_unref(request);
+        return rc;
+    }
+    /* relaxed: only uniqueness matters. */
+    uint64_t ref = atomic_fetch_add_explicit(&ctx->sys->next_ref, 1, memory_order_relaxed) + 1;
+    tr_msg *deadline = tr_msg_new(SYS_ASK_TIMEOUT, &ref, sizeof ref);
+    if (!deadline || add_ask(x, (pending_ask){ref, 0, fn, arg}) != 0) {
+        tr_msg_unref(deadline);
+        tr_msg_unref(request);
+        return TR_ENOMEM;
+    }
+    ctx->sent++;
+    rc = actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, target, request, false, ref);
+    if (rc != 0) {
+        pending_ask gone;
+        take_ask(x, ref, &gone);
+        tr_msg_unref(deadline);
+        return rc;
+    }
+    tr_timer timer = 0;
+    if (actor_timer_internal(ctx, deadline, timeout_ms, &timer) == 0)
+        x->asks.items[find_ask(&x->asks, ref)].timer = timer;
+    if (ref_out)
+        *ref_out = ref;
+    return 0;
+}
+
+int tr_ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms, uint64_t *ref)
+{
+    return ask(ctx, target, request, timeout_ms, NULL, NULL, ref);
+}
+
+int tr_ask_then(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms,
+                tr_reply_fn fn, void *arg)
+{
+    if (!fn) {
+        tr_msg_unref(request);
+        return TR_EINVAL;
+    }
+    return ask(ctx, target, request, timeout_ms, fn, arg, NULL);
+}
+
+bool ask_take_reply(tr_ctx *ctx, actor *a, msg_link *link)
+{
+    pending_ask pending;
+    if (!take_ask(a->ext, msg_link_ref(link), &pending)) {
+        /* relaxed: a statistic. */
+        atomic_fetch_add_explicit(&ctx->sys->late_replies, 1, memory_order_relaxed);
+        return false;
+    }
+    if (pending.timer)
+        tr_timer_cancel(ctx->sys, pending.timer);
+    if (!pending.fn)
+        return true; /* to receive, with tr_reply_to set */
+    ctx->sender = link->from;
+    ctx->request_ref = 0;
+    ctx->reply_to = pending.ref;
+    pending.fn(ctx, a->state, link->msg, 0, pending.arg);
+    ctx->reply_to = 0;
+    return false;
+}
+
+void ask_timed_out(tr_ctx *ctx, actor *a, uint64_t ref)
+{
+    pending_ask pending;
+    if (!take_ask(a->ext, ref, &pending))
+        return; /* the reply came first */
+    ctx->sender = TR_ADDR_NONE;
+    ctx->request_ref = 0;
+    if (pending.fn) {
+        pending.fn(ctx, a->state, NULL, TR_ETIMEDOUT, pending.arg);
+        return;
+    }
+    tr_msg *m = tr_msg_new(TR_MSG_ASK_TIMEOUT, &ref, sizeof ref);
+    if (m) {
+        a->behavior->receive(ctx, a->state, m);
+        tr_msg_unref(m);
+    }
+}
