@@ -89,6 +89,7 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 #define TR_EXIT_SHUTDOWN (-100) /* the system was freed, or a supervisor stopped it */
 #define TR_EXIT_NOPROC (-101)   /* the actor had already ended when watched or linked */
 #define TR_EXIT_KILLED (-102)   /* killed with this reason, which cannot be trapped */
+#define TR_EXIT_RESTARTS (-103) /* a supervisor gave up: its restart budget ran out */
 
 /* Message types from TR_MSG_SYSTEM up are the runtime's: actors receive them
  * (from the system lane, ahead of their other messages) but may not send
@@ -188,6 +189,10 @@ TR_API int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
  * (cache-warm) and may be stolen by another. Ownership and errors as for
  * tr_system_spawn. Handler only. */
 TR_API int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out);
+
+/* As tr_spawn, and links the new actor with the caller before it runs (so
+ * even a failing init reaches the caller as an exit). Handler only. */
+TR_API int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out);
 
 /* Sends msg to `to`. Always takes ownership of msg. Returns 0 when it was
  * queued, TR_EDEAD when the target had already ended (the message is counted
@@ -292,6 +297,63 @@ TR_API int tr_timer_cancel(tr_system *sys, tr_timer timer);
  * again, or with ms 0) cancels it; set it again to keep waiting. Returns 0 or
  * TR_ENOMEM. Handler only. */
 TR_API int tr_receive_timeout(tr_ctx *ctx, uint64_t ms);
+
+/* ---- supervisors ------------------------------------------------------ *
+ * A supervisor is an actor that starts children from specifications, links
+ * to them, and restarts them by policy when they end. When more than
+ * max_restarts restarts happen within within_ms, it stops its children and
+ * fails with TR_EXIT_RESTARTS, so the failure escalates to its own
+ * supervisor. Children are stopped in reverse start order, one at a time:
+ * each gets an exit signal TR_EXIT_SHUTDOWN and, if it has not ended after
+ * shutdown_ms, TR_EXIT_KILLED. */
+
+typedef enum tr_restart {
+    TR_RESTART_PERMANENT, /* always restarted */
+    TR_RESTART_TRANSIENT, /* restarted when it ends abnormally (not NORMAL or SHUTDOWN) */
+    TR_RESTART_TEMPORARY, /* never restarted */
+} tr_restart;
+
+typedef enum tr_strategy {
+    TR_ONE_FOR_ONE,  /* restart the child that ended */
+    TR_ONE_FOR_ALL,  /* stop the others, restart all */
+    TR_REST_FOR_ONE, /* stop those started after it, restart it and them */
+} tr_strategy;
+
+struct tr_supervisor_spec;
+
+typedef struct tr_child_spec {
+    const char *id;              /* for logs; copied */
+    const tr_behavior *behavior; /* borrowed, as at spawn */
+    /* Or, instead of a behaviour, a supervisor with this spec (borrowed: it
+     * must outlive the parent, as it is read again at each restart). */
+    const struct tr_supervisor_spec *supervisor;
+    const void *init;            /* init message payload, copied; NULL for no init message */
+    size_t init_size;
+    uint32_t init_type;
+    tr_restart restart;
+} tr_child_spec;
+
+typedef struct tr_supervisor_spec {
+    tr_strategy strategy;
+    unsigned max_restarts; /* R: at most R restarts ... */
+    uint64_t within_ms;    /* ... in T ms; more and the supervisor fails */
+    uint64_t shutdown_ms;  /* a stopping child's grace period; 0 means 5000 */
+    const tr_child_spec *children;
+    size_t nchildren;
+} tr_supervisor_spec;
+
+/* Ask a supervisor with this type (tr_ask, any payload): the reply holds a
+ * tr_addr per child, in spec order, TR_ADDR_NONE for one not running. */
+#define TR_SUPERVISOR_WHICH 0xfffe0001u
+
+/* Spawns a supervisor linked to the caller (so it fails with its parent and
+ * its failure reaches the parent). The spec is copied. Returns as tr_spawn,
+ * or TR_EINVAL for a spec without children or behaviours. Handler only. */
+TR_API int tr_spawn_supervisor(tr_ctx *ctx, const tr_supervisor_spec *spec, tr_addr *out);
+
+/* The same from outside any handler (the top of a tree; nothing is linked). */
+TR_API int tr_system_spawn_supervisor(tr_system *sys, const tr_supervisor_spec *spec,
+                                      tr_addr *out);
 
 /* ---- ask and reply ---------------------------------------------------- *
  * An ask is a request that expects one reply: the target answers with

@@ -186,8 +186,10 @@ uint64_t tr_reply_to(const tr_ctx *ctx) { return ctx ? ctx->reply_to : 0; }
 
 /* ---- spawning ---------------------------------------------------------- */
 
+/* Spawns; when parent is given, the new actor is linked with it before it
+ * can run, so not even a failing init can slip past the link. */
 static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg *arg,
-                 tr_addr *out)
+                 tr_addr *out, tr_ctx *parent)
 {
     int err = TR_EINVAL;
     if (!sys || !beh || !beh->receive || beh->state_size > UINT32_MAX)
@@ -209,9 +211,17 @@ static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg
     }
     a->init_arg = arg;
     a->started = false;
+    a->ext = NULL;
+    tr_addr addr = actor_addr(sys, a);
+    if (parent && (err = watch_link_new(parent, a, addr)) != 0) {
+        state_free(sys, a->state, a->state_size);
+        atomic_fetch_or(&a->life, LIFE_CLOSED);
+        table_release(&sys->table, a);
+        goto fail;
+    }
     count(sys, w, COUNT_SPAWNED, &sys->outside_spawned);
     if (out)
-        *out = actor_addr(sys, a);
+        *out = addr;
     /* An actor with an init to run takes its first turn at once; one without
      * waits, costing nothing, until its first message. */
     bool run_now = beh->init || arg;
@@ -230,7 +240,16 @@ int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
         tr_msg_unref(arg);
         return TR_EINVAL;
     }
-    return spawn(ctx->sys, ctx->worker, beh, arg, out);
+    return spawn(ctx->sys, ctx->worker, beh, arg, out, NULL);
+}
+
+int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+{
+    if (!ctx) {
+        tr_msg_unref(arg);
+        return TR_EINVAL;
+    }
+    return spawn(ctx->sys, ctx->worker, beh, arg, out, ctx);
 }
 
 int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
@@ -240,7 +259,7 @@ int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr
         return TR_EINVAL;
     }
     sched_hold(&sys->sched);
-    int rc = spawn(sys, NULL, beh, arg, out);
+    int rc = spawn(sys, NULL, beh, arg, out, NULL);
     sched_release(&sys->sched);
     return rc;
 }

@@ -187,6 +187,8 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link);
 void watch_fire(tr_ctx *ctx, actor *a, int reason);
 void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason);
 void watch_free(tr_ctx *ctx, actor *a);
+/* Links a child not yet running with the spawning actor: 0 or TR_ENOMEM. */
+int watch_link_new(tr_ctx *parent, actor *child, tr_addr child_addr);
 
 /* Before a user message is handled by an actor with bookkeeping (a->ext):
  * cancels a receive timeout (the handler may set a new one). */

@@ -330,3 +330,18 @@ void watch_before_message(tr_ctx *ctx, actor *a)
     if (a->ext->receive_timer)
         disarm(ctx, a->ext);
 }
+
+int watch_link_new(tr_ctx *parent, actor *child, tr_addr child_addr)
+{
+    actor_ext *px = ext_of(parent->self), *cx = ext_of(child);
+    if (!px || !cx || ext_list_add(&px->links, child_addr, 0) != 0) {
+        watch_free(parent, child); /* only the child's empty bookkeeping */
+        return TR_ENOMEM;
+    }
+    if (ext_list_add(&cx->links, parent->self_addr, 0) != 0) {
+        ext_list_remove(&px->links, child_addr, 0);
+        watch_free(parent, child);
+        return TR_ENOMEM;
+    }
+    return 0;
+}
