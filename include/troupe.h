@@ -49,7 +49,8 @@ extern "C" {
     X(EFORMAT, -10, "the payload is not valid msgpack")                      \
     X(ENOENT, -11, "not found: no such timer, name or pending ask")          \
     X(EEXIST, -12, "the name is already registered")                         \
-    X(ETIMEDOUT, -13, "no reply came in time")
+    X(ETIMEDOUT, -13, "no reply came in time")                                \
+    X(EFULL, -14, "the receiver's mailbox is full")
 
 enum {
     TR_OK = 0,
@@ -170,6 +171,7 @@ typedef struct tr_stats {
     uint64_t delivered;    /* messages handed to receive */
     uint64_t dead_letters; /* messages to actors that had ended (or dropped at shutdown) */
     uint64_t late_replies; /* replies that came after their ask had timed out */
+    uint64_t overflowed;   /* messages dropped or refused by full bounded mailboxes */
     unsigned workers;
 } tr_stats;
 
@@ -193,6 +195,33 @@ TR_API int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *o
 /* As tr_spawn, and links the new actor with the caller before it runs (so
  * even a failing init reaches the caller as an exit). Handler only. */
 TR_API int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out);
+
+/* What a bounded mailbox does with a message that finds it full. Only user
+ * messages count against the bound; system messages (exits, downs, timers,
+ * replies) have their own lane and are never refused or dropped. */
+typedef enum tr_overflow {
+    TR_OVERFLOW_REFUSE,      /* the send fails with TR_EFULL (the message is released);
+                              * the sender knows and may retry (keep a tr_msg_ref) */
+    TR_OVERFLOW_DROP_NEWEST, /* the arriving message is dropped and counted; the send
+                              * returns 0. What is queued is kept, in order. */
+    TR_OVERFLOW_DROP_OLDEST, /* the arriving message is kept and the oldest queued ones
+                              * are dropped (counted) as the receiver gets to them, so
+                              * it sees the newest `bound`. */
+} tr_overflow;
+
+typedef struct tr_spawn_opts {
+    uint32_t mailbox_bound; /* most user messages queued; 0 = unbounded */
+    tr_overflow overflow;   /* what a full mailbox does */
+    bool link;              /* link with the spawning actor (tr_spawn_opt only) */
+} tr_spawn_opts;
+
+/* tr_spawn with options (opts NULL = defaults). Handler only. */
+TR_API int tr_spawn_opt(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg,
+                        const tr_spawn_opts *opts, tr_addr *out);
+
+/* tr_system_spawn with options (link is ignored). Outside only. */
+TR_API int tr_system_spawn_opt(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
+                               const tr_spawn_opts *opts, tr_addr *out);
 
 /* Sends msg to `to`. Always takes ownership of msg. Returns 0 when it was
  * queued, TR_EDEAD when the target had already ended (the message is counted

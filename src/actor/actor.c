@@ -101,6 +101,32 @@ static void unpin(actor *a)
     atomic_fetch_sub_explicit(&a->life, 1, memory_order_release);
 }
 
+/* A bounded mailbox's gate: counts the message in, or says it must go
+ * (refused or dropped-newest; drop-oldest always admits and trims later). */
+static bool admit(tr_system *sys, actor *a)
+{
+    /* relaxed: a count; the push below is what publishes the message. */
+    uint32_t before = atomic_fetch_add_explicit(&a->queued, 1, memory_order_relaxed);
+    if (before < a->bound || a->overflow == TR_OVERFLOW_DROP_OLDEST)
+        return true;
+    atomic_fetch_sub_explicit(&a->queued, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sys->overflowed, 1, memory_order_relaxed);
+    return false;
+}
+
+/* The runner's side of a bound: counts a popped message out, and says
+ * whether it is one of the oldest beyond the bound (drop-oldest only: under
+ * the other policies senders that lose the race for the last place push the
+ * count over the bound for an instant, and that must not drop anything). */
+static bool beyond_bound(tr_system *sys, actor *a)
+{
+    uint32_t before = atomic_fetch_sub_explicit(&a->queued, 1, memory_order_relaxed);
+    if (before <= a->bound || a->overflow != TR_OVERFLOW_DROP_OLDEST)
+        return false;
+    atomic_fetch_add_explicit(&sys->overflowed, 1, memory_order_relaxed);
+    return true;
+}
+
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
                   bool system_lane, uint64_t ref)
 {
@@ -119,6 +145,12 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
     if (!a) {
         dead_letter(sys, link);
         return TR_EDEAD;
+    }
+    if (a->bound && !system_lane && !admit(sys, a)) {
+        msg_link_release(link);
+        if (!w)
+            unpin(a);
+        return a->overflow == TR_OVERFLOW_REFUSE ? TR_EFULL : 0;
     }
     mailbox_push(system_lane ? &a->system : &a->mailbox, &link->node);
     /* seq_cst load after the seq_cst push: if the runner has just cleared
@@ -189,10 +221,11 @@ uint64_t tr_reply_to(const tr_ctx *ctx) { return ctx ? ctx->reply_to : 0; }
 /* Spawns; when parent is given, the new actor is linked with it before it
  * can run, so not even a failing init can slip past the link. */
 static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg *arg,
-                 tr_addr *out, tr_ctx *parent)
+                 tr_addr *out, tr_ctx *parent, const tr_spawn_opts *opts)
 {
     int err = TR_EINVAL;
-    if (!sys || !beh || !beh->receive || beh->state_size > UINT32_MAX)
+    if (!sys || !beh || !beh->receive || beh->state_size > UINT32_MAX ||
+        (opts && (unsigned)opts->overflow > TR_OVERFLOW_DROP_OLDEST))
         goto fail;
     err = TR_ESTOPPED;
     if (atomic_load_explicit(&sys->closing, memory_order_relaxed))
@@ -212,6 +245,9 @@ static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg
     a->init_arg = arg;
     a->started = false;
     a->ext = NULL;
+    a->bound = opts ? opts->mailbox_bound : 0;
+    a->overflow = opts ? (uint8_t)opts->overflow : 0;
+    atomic_store_explicit(&a->queued, 0, memory_order_relaxed);
     tr_addr addr = actor_addr(sys, a);
     if (parent && (err = watch_link_new(parent, a, addr)) != 0) {
         state_free(sys, a->state, a->state_size);
@@ -240,7 +276,7 @@ int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
         tr_msg_unref(arg);
         return TR_EINVAL;
     }
-    return spawn(ctx->sys, ctx->worker, beh, arg, out, NULL);
+    return spawn(ctx->sys, ctx->worker, beh, arg, out, NULL, NULL);
 }
 
 int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
@@ -249,7 +285,17 @@ int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out
         tr_msg_unref(arg);
         return TR_EINVAL;
     }
-    return spawn(ctx->sys, ctx->worker, beh, arg, out, ctx);
+    return spawn(ctx->sys, ctx->worker, beh, arg, out, ctx, NULL);
+}
+
+int tr_spawn_opt(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, const tr_spawn_opts *opts,
+                 tr_addr *out)
+{
+    if (!ctx) {
+        tr_msg_unref(arg);
+        return TR_EINVAL;
+    }
+    return spawn(ctx->sys, ctx->worker, beh, arg, out, opts && opts->link ? ctx : NULL, opts);
 }
 
 int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
@@ -259,7 +305,20 @@ int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr
         return TR_EINVAL;
     }
     sched_hold(&sys->sched);
-    int rc = spawn(sys, NULL, beh, arg, out, NULL);
+    int rc = spawn(sys, NULL, beh, arg, out, NULL, NULL);
+    sched_release(&sys->sched);
+    return rc;
+}
+
+int tr_system_spawn_opt(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
+                        const tr_spawn_opts *opts, tr_addr *out)
+{
+    if (!sys) {
+        tr_msg_unref(arg);
+        return TR_EINVAL;
+    }
+    sched_hold(&sys->sched);
+    int rc = spawn(sys, NULL, beh, arg, out, NULL, opts);
     sched_release(&sys->sched);
     return rc;
 }
@@ -430,6 +489,10 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
             if (!mn)
                 break;
             msg_link *link = msg_link_of(mn);
+            if (a->bound && beyond_bound(sys, a)) {
+                msg_link_release(link);
+                continue;
+            }
             ctx.sender = link->from;
             ctx.request_ref = msg_link_ref(link);
             if (a->ext) /* a message arrived in time: cancel a receive timeout */

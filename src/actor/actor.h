@@ -48,20 +48,24 @@ static inline uint16_t addr_node(tr_addr a) { return (uint16_t)(a.bits >> 48); }
 #define LIFE_GEN_ONE (1ull << 32)
 
 typedef struct actor {
-    /* Written by senders. Aligned so two actors never share a cache line. */
+    /* Line 1, read by every sender; written by senders (life's pins, the
+     * flag, the mailbox head, queued) and by the runner (tail, turns).
+     * Aligned so two actors never share a cache line. */
     _Alignas(CACHE_LINE) _Atomic uint64_t life;
     _Atomic uint32_t scheduled; /* 1 while queued or running: one scheduler at a time */
+    _Atomic uint32_t queued;    /* user messages queued, counted only when bounded */
     mailbox mailbox;            /* user messages; head by senders, tail by the runner */
-    mailbox system;             /* system lane: links, monitors, downs; handled first */
-    /* Written by the worker running the actor (or by spawn, before it is
-     * published through the scheduler or an address). */
-    sched_node run_node;
+    uint32_t bound;             /* most user messages queued; 0 = unbounded */
+    uint8_t overflow;           /* a tr_overflow policy, when bounded */
+    bool started;
     const tr_behavior *behavior;
     void *state;
+    /* Line 2: the system lane and what only the runner and spawn touch. */
+    mailbox system;             /* system lane: links, monitors, downs; handled first */
+    sched_node run_node;
     tr_msg *init_arg;
     uint32_t index;
     uint32_t state_size;
-    bool started;
     struct actor_ext *ext;   /* links and monitors, made on first use */
     struct actor *next_free; /* on the table's free list */
 } actor;
@@ -129,7 +133,7 @@ struct tr_system {
     /* Counted off the pool: actors spawned or ended outside any worker. */
     _Atomic uint64_t outside_spawned, outside_exited, dead_letters;
     _Atomic uint64_t next_ref; /* monitor and ask references, timer ids */
-    _Atomic uint64_t late_replies;
+    _Atomic uint64_t late_replies, overflowed;
     struct name_registry *names;
     pthread_mutex_t io_lock;   /* guards making io and timers */
     struct io_loop *io;        /* the io thread, made on first use */

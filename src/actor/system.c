@@ -39,6 +39,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     sys->io = NULL;
     sys->timers = NULL;
     atomic_init(&sys->late_replies, 0);
+    atomic_init(&sys->overflowed, 0);
     sys->pool = pool_new();
     if (!sys->pool) {
         free(sys);
@@ -111,6 +112,7 @@ void tr_system_stats(tr_system *sys, tr_stats *out)
         .delivered = sched_sum(s, COUNT_DELIVERED),
         .dead_letters = atomic_load(&sys->dead_letters),
         .late_replies = atomic_load(&sys->late_replies),
+        .overflowed = atomic_load(&sys->overflowed),
         .workers = s->nworkers,
     };
 }
