@@ -414,6 +414,20 @@ TR_API int tr_ask_then(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t ti
 /* While handling a reply to an ask: that ask's ref; otherwise 0. Handler only. */
 TR_API uint64_t tr_reply_to(const tr_ctx *ctx);
 
+/* Where the reply to the message being handled goes (its sender, and its ask
+ * reference if it is an ask), to answer later from another handler. */
+typedef struct tr_reply_token {
+    tr_addr to;
+    uint64_t ref;
+} tr_reply_token;
+
+/* The token for the message being handled. Handler only. */
+TR_API tr_reply_token tr_defer_reply(const tr_ctx *ctx);
+
+/* Answers a deferred request, as tr_reply would have. Takes msg. Returns as
+ * tr_send, or TR_EINVAL for a token without a sender. Handler only. */
+TR_API int tr_reply_with(tr_ctx *ctx, tr_reply_token token, tr_msg *msg);
+
 /* ---- names ------------------------------------------------------------ */
 
 #define TR_NAME_MAX 63 /* bytes in a registered name */

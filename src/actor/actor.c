@@ -198,20 +198,33 @@ int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
     return rc;
 }
 
-int tr_reply(tr_ctx *ctx, tr_msg *msg)
+tr_reply_token tr_defer_reply(const tr_ctx *ctx)
 {
-    if (!ctx || tr_addr_is_none(ctx->sender)) {
+    return (tr_reply_token){ctx->sender, ctx->request_ref};
+}
+
+int tr_reply_with(tr_ctx *ctx, tr_reply_token token, tr_msg *msg)
+{
+    if (!ctx || tr_addr_is_none(token.to)) {
         tr_msg_unref(msg);
         return TR_EINVAL;
     }
-    if (!ctx->request_ref)
-        return tr_send(ctx, ctx->sender, msg);
+    if (!token.ref)
+        return tr_send(ctx, token.to, msg);
     if (reserved_type(msg))
         return TR_EINVAL;
     /* The answer to an ask: in the asker's system lane, with the ask's ref. */
     ctx->sent++;
-    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, ctx->sender, msg, true,
-                         ctx->request_ref);
+    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, token.to, msg, true, token.ref);
+}
+
+int tr_reply(tr_ctx *ctx, tr_msg *msg)
+{
+    if (!ctx) {
+        tr_msg_unref(msg);
+        return TR_EINVAL;
+    }
+    return tr_reply_with(ctx, tr_defer_reply(ctx), msg);
 }
 
 uint64_t tr_reply_to(const tr_ctx *ctx) { return ctx ? ctx->reply_to : 0; }
