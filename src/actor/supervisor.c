@@ -49,6 +49,7 @@ typedef struct sup_state {
     size_t stop_low, stop_high;
     tr_addr stopping_child;
     uint64_t stop_generation;
+    tr_timer stop_timer; /* the stopping child's grace; cancelled when it ends */
     enum after_stop after;
     size_t restart_from;
     int exit_reason;
@@ -144,7 +145,7 @@ static void stop_next(tr_ctx *ctx, sup_state *s)
         tr_kill(ctx, s->stopping_child, TR_EXIT_SHUTDOWN);
         uint64_t gen = ++s->stop_generation;
         tr_send_after(ctx, tr_self(ctx), tr_msg_new(SUP_STOP_TIMEOUT, &gen, sizeof gen),
-                      s->cfg->shutdown_ms, NULL);
+                      s->cfg->shutdown_ms, &s->stop_timer);
         return;
     }
     s->stopping = false;
@@ -224,6 +225,7 @@ static void sup_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     case TR_MSG_EXIT: {
         const tr_exit_info *e = tr_msg_data(msg);
         if (s->stopping && tr_addr_eq(e->actor, s->stopping_child)) {
+            tr_timer_cancel(tr_ctx_system(ctx), s->stop_timer); /* it ended in time */
             stop_next(ctx, s);
             return;
         }
