@@ -9,7 +9,9 @@
  * runtime backpressure. Acks are 1 in ACK_EVERY extra messages, not counted.
  * WINDOW 0 turns flow control off: each producer sends in rounds of 256 and
  * a message to itself to go on, and nothing slows it (that shows what the
- * backlog costs in memory). Usage: bench_mailbox N WORKERS PRODUCERS [WINDOW] */
+ * backlog costs in memory). BOUND > 0 gives the consumer a bounded mailbox
+ * (refuse policy) of that size, to measure what counting costs.
+ * Usage: bench_mailbox N WORKERS PRODUCERS [WINDOW [BOUND]] */
 #include "bench.h"
 
 #include <string.h>
@@ -108,16 +110,18 @@ int main(int argc, char **argv)
     ack_every = window / 4;
     tr_system *sys = bench_system(argc, argv);
     long total = n / producers * producers;
+    long bound = bench_arg(argc, argv, 5, 0);
+    tr_spawn_opts opts = {.mailbox_bound = (uint32_t)bound, .overflow = TR_OVERFLOW_REFUSE};
     tr_addr c;
-    tr_system_spawn(sys, &consumer, tr_msg_new(0, &total, sizeof total), &c);
+    tr_system_spawn_opt(sys, &consumer, tr_msg_new(0, &total, sizeof total), &opts, &c);
     for (long i = 0; i < producers; i++) {
         producer_state p = {c, (uint64_t)i, n / producers};
         tr_system_spawn(sys, &producer, tr_msg_new(0, &p, sizeof p), NULL);
     }
     double secs = bench_run(sys);
-    char name[32], extra[32];
+    char name[32], extra[48];
     snprintf(name, sizeof name, "mailbox_%ldp", producers);
-    snprintf(extra, sizeof extra, "window=%ld", window);
+    snprintf(extra, sizeof extra, "window=%ld bound=%ld", window, bound);
     bench_report(name, total, secs, extra);
     tr_system_free(sys);
     return 0;

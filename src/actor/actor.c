@@ -127,8 +127,10 @@ static bool beyond_bound(tr_system *sys, actor *a)
     return true;
 }
 
-int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
-                  bool system_lane, uint64_t ref)
+/* The send path, inlined into tr_send; actor_deliver is its callable form. */
+static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_worker *w,
+                                                         tr_addr from, tr_addr to, tr_msg *msg,
+                                                         bool system_lane, uint64_t ref)
 {
     if (!msg)
         return TR_EINVAL;
@@ -163,6 +165,12 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
     return 0;
 }
 
+int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
+                  bool system_lane, uint64_t ref)
+{
+    return deliver(sys, w, from, to, msg, system_lane, ref);
+}
+
 /* True (and msg released) when a user tries to send a runtime message type. */
 static bool reserved_type(tr_msg *msg)
 {
@@ -180,7 +188,7 @@ int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
         return TR_EINVAL;
     }
     ctx->sent++;
-    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false, 0);
+    return deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false, 0);
 }
 
 int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
