@@ -71,9 +71,9 @@ static bool is_incarnation(uint64_t life, tr_addr to)
     return !(life & LIFE_CLOSED) && ((life >> 32) & ADDR_GEN_MASK) == addr_gen(to);
 }
 
-/* The live actor named by `to`, or NULL if it has ended. From a worker the
- * slot stays safe until the turn ends (see limbo); from outside, the actor
- * is pinned and the caller unpins it after the push. */
+/* The live actor named by `to`, or NULL if it has ended. With a worker the
+ * slot stays safe until the turn ends (see limbo); without (w NULL), the
+ * actor is pinned and the caller unpins it after the push. */
 static actor *find(tr_system *sys, sched_worker *w, tr_addr to)
 {
     if (addr_node(to) != sys->node_id)
@@ -143,14 +143,18 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
         tr_msg_unref(msg);
         return TR_ENOMEM;
     }
-    actor *a = find(sys, w, to);
+    /* Outside threads and system-lane sends pin the target (see find): a
+     * dying actor waits for them, so a monitor or link request is never left
+     * behind in a drained mailbox. Workers' user sends do not need to. */
+    bool pinned = !w || system_lane;
+    actor *a = find(sys, pinned ? NULL : w, to);
     if (!a) {
         dead_letter(sys, link);
         return TR_EDEAD;
     }
     if (a->bound && !system_lane && !admit(sys, a)) {
         msg_link_release(link);
-        if (!w)
+        if (pinned)
             unpin(a);
         return a->overflow == TR_OVERFLOW_REFUSE ? TR_EFULL : 0;
     }
@@ -160,7 +164,7 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
      * actor keeps it at 1 until recycled, so it is never scheduled again. */
     if (atomic_load(&a->scheduled) == 0 && atomic_exchange(&a->scheduled, 1) == 0)
         schedule(sys, a, w);
-    if (!w)
+    if (pinned)
         unpin(a);
     return 0;
 }

@@ -42,7 +42,9 @@ static inline uint16_t addr_node(tr_addr a) { return (uint16_t)(a.bits >> 48); }
  *   becomes a dead letter, never a message to the next incarnation;
  * - an outside thread has no turns, so it pins the actor (a fetch_add on
  *   life) while it pushes; an ending actor sets LIFE_CLOSED and waits for the
- *   pins to drain. */
+ *   pins to drain. System-lane sends pin too, even from workers, so that no
+ *   monitor or link request can arrive after the ending actor has answered
+ *   what was queued. */
 #define LIFE_CLOSED (1ull << 31)
 #define LIFE_PINS 0x7fffffffull
 #define LIFE_GEN_ONE (1ull << 32)
