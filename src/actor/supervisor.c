@@ -42,6 +42,7 @@ typedef struct sup_state {
     tr_msg *cfg_msg; /* our reference to the config message */
     const sup_config *cfg;
     tr_addr *children;      /* running child per spec, or TR_ADDR_NONE */
+    bool *finished;         /* ended for good: not to be started again */
     uint64_t *restarts_at;  /* ring of the last max_restarts restart times (ms) */
     unsigned ring_next, ring_used;
     /* stopping: children stop_low..stop_high, newest first */
@@ -112,7 +113,7 @@ static int start_child(tr_ctx *ctx, sup_state *s, size_t i)
 static void start_from(tr_ctx *ctx, sup_state *s, size_t first)
 {
     for (size_t i = first; i < s->cfg->n; i++) {
-        if (!tr_addr_is_none(s->children[i]))
+        if (!tr_addr_is_none(s->children[i]) || s->finished[i])
             continue;
         int rc = start_child(ctx, s, i);
         if (rc != 0) { /* cannot even spawn: the supervisor fails */
@@ -142,6 +143,8 @@ static void stop_next(tr_ctx *ctx, sup_state *s)
         s->stop_high = i;
         s->stopping_child = s->children[i];
         s->children[i] = TR_ADDR_NONE; /* its exit is expected, not a failure */
+        /* a temporary child stopped by us is not started again either */
+        s->finished[i] = s->cfg->children[i].restart == TR_RESTART_TEMPORARY;
         tr_kill(ctx, s->stopping_child, TR_EXIT_SHUTDOWN);
         uint64_t gen = ++s->stop_generation;
         tr_send_after(ctx, tr_self(ctx), tr_msg_new(SUP_STOP_TIMEOUT, &gen, sizeof gen),
@@ -179,18 +182,22 @@ static void child_ended(tr_ctx *ctx, sup_state *s, size_t i, int reason)
     s->children[i] = TR_ADDR_NONE;
     tr_restart r = s->cfg->children[i].restart;
     bool abnormal = reason != TR_EXIT_NORMAL && reason != TR_EXIT_SHUTDOWN;
-    if (r == TR_RESTART_TEMPORARY || (r == TR_RESTART_TRANSIENT && !abnormal))
+    if (r == TR_RESTART_TEMPORARY || (r == TR_RESTART_TRANSIENT && !abnormal)) {
+        s->finished[i] = true;
         return;
+    }
     if (!within_budget(s)) {
         s->exit_reason = TR_EXIT_RESTARTS;
         stop_range(ctx, s, 0, s->cfg->n - 1, THEN_EXIT);
         return;
     }
     switch (s->cfg->strategy) {
-    case TR_ONE_FOR_ONE:
-        s->restart_from = i;
-        start_from(ctx, s, i); /* only i is not running among i.. */
+    case TR_ONE_FOR_ONE: {
+        int rc = start_child(ctx, s, i);
+        if (rc != 0)
+            tr_exit(ctx, rc);
         break;
+    }
     case TR_ONE_FOR_ALL:
         s->restart_from = 0;
         stop_range(ctx, s, 0, s->cfg->n - 1, THEN_RESTART);
@@ -210,8 +217,9 @@ static int sup_init(tr_ctx *ctx, void *state, const tr_msg *arg)
     s->cfg_msg = tr_msg_ref(arg);
     s->cfg = tr_msg_data(arg);
     s->children = calloc(s->cfg->n, sizeof *s->children);
+    s->finished = calloc(s->cfg->n, sizeof *s->finished);
     s->restarts_at = calloc(s->cfg->max_restarts ? s->cfg->max_restarts : 1, sizeof(uint64_t));
-    if (!s->children || !s->restarts_at)
+    if (!s->children || !s->finished || !s->restarts_at)
         return TR_ENOMEM;
     tr_trap_exit(ctx, true);
     start_from(ctx, s, 0);
@@ -259,6 +267,7 @@ static void sup_terminate(tr_ctx *ctx, void *state, int reason)
     sup_state *s = state;
     tr_msg_unref(s->cfg_msg);
     free(s->children);
+    free(s->finished);
     free(s->restarts_at);
 }
 
