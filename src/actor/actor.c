@@ -130,7 +130,8 @@ static bool beyond_bound(tr_system *sys, actor *a)
 /* The send path, inlined into tr_send; actor_deliver is its callable form. */
 static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_worker *w,
                                                          tr_addr from, tr_addr to, tr_msg *msg,
-                                                         bool system_lane, uint64_t ref)
+                                                         bool system_lane, uint64_t ref,
+                                                         tr_ctx *sender)
 {
     if (!msg)
         return TR_EINVAL;
@@ -159,6 +160,10 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
         return a->overflow == TR_OVERFLOW_REFUSE ? TR_EFULL : 0;
     }
     mailbox_push(system_lane ? &a->system : &a->mailbox, &link->node);
+    /* relaxed: a hint; mute.c decides under sequentially consistent reads. */
+    if (sender && !sender->mute_on &&
+        atomic_load_explicit(&a->pressure, memory_order_relaxed) == PRESSURE_OVERLOADED)
+        sender->mute_on = a;
     /* seq_cst load after the seq_cst push: if the runner has just cleared
      * `scheduled`, either we see 0 here or it sees our message. An ended
      * actor keeps it at 1 until recycled, so it is never scheduled again. */
@@ -172,7 +177,7 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
                   bool system_lane, uint64_t ref)
 {
-    return deliver(sys, w, from, to, msg, system_lane, ref);
+    return deliver(sys, w, from, to, msg, system_lane, ref, NULL);
 }
 
 /* True (and msg released) when a user tries to send a runtime message type. */
@@ -192,7 +197,7 @@ int tr_send(tr_ctx *ctx, tr_addr to, tr_msg *msg)
         return TR_EINVAL;
     }
     ctx->sent++;
-    return deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false, 0);
+    return deliver(ctx->sys, ctx->worker, ctx->self_addr, to, msg, false, 0, ctx);
 }
 
 int tr_system_send(tr_system *sys, tr_addr to, tr_msg *msg)
@@ -269,6 +274,7 @@ static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg
     }
     a->init_arg = arg;
     a->started = false;
+    atomic_store_explicit(&a->pressure, 0, memory_order_relaxed);
     a->ext = NULL;
     a->bound = opts ? opts->mailbox_bound : 0;
     a->overflow = opts ? (uint8_t)opts->overflow : 0;
@@ -447,6 +453,10 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
     while (atomic_load_explicit(&a->life, memory_order_acquire) & LIFE_PINS)
         cpu_relax();
     drain(sys, ctx->worker, a, reason);
+    if (a->started) { /* whoever waits on us goes on */
+        atomic_store(&a->pressure, 0);
+        mute_release(sys, ctx->worker, a);
+    }
     watch_fire(ctx, a, reason);
     watch_free(ctx, a);
     tr_msg_unref(a->init_arg);
@@ -536,9 +546,18 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
         return;
     }
     if (!lanes_empty(a)) {
-        sched_requeue(w, &a->run_node); /* more waiting: after the others */
+        if (handled >= sys->batch) /* a full batch and still more: overloaded */
+            atomic_fetch_or(&a->pressure, PRESSURE_OVERLOADED);
+        if (!mute_after_turn(&ctx, a))
+            sched_requeue(w, &a->run_node); /* more waiting: after the others */
         return;
     }
+    if (atomic_load_explicit(&a->pressure, memory_order_relaxed) & PRESSURE_OVERLOADED) {
+        atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_OVERLOADED); /* drained */
+        mute_release(sys, w, a);
+    }
+    if (mute_after_turn(&ctx, a))
+        return; /* parked, holding its flag, until the receiver drains */
     /* seq_cst store, then a seq_cst read of the producers' end: a sender
      * that pushed before we cleared the flag is seen here; one after sees 0
      * and schedules the actor itself (maybe elsewhere: from here on we only

@@ -60,17 +60,24 @@ typedef struct actor {
     uint32_t bound;             /* most user messages queued; 0 = unbounded */
     uint8_t overflow;           /* a tr_overflow policy, when bounded */
     bool started;
+    _Atomic uint8_t pressure;   /* PRESSURE_OVERLOADED / _MUTED, see mute.c */
     const tr_behavior *behavior;
     void *state;
     /* Line 2: the system lane and what only the runner and spawn touch. */
     mailbox system;             /* system lane: links, monitors, downs; handled first */
     sched_node run_node;
-    tr_msg *init_arg;
+    union {
+        tr_msg *init_arg;         /* until started */
+        _Atomic(struct actor *) muted; /* after: senders muted on this one (a stack) */
+    };
     uint32_t index;
     uint32_t state_size;
     struct actor_ext *ext;   /* links and monitors, made on first use */
-    struct actor *next_free; /* on the table's free list */
+    struct actor *next_free; /* on the table's free list, or a muted list */
 } actor;
+
+#define PRESSURE_OVERLOADED 1u /* its last turn ended with messages left over */
+#define PRESSURE_MUTED 2u      /* parked until the actor it sent to drains */
 
 _Static_assert(sizeof(actor) == 2 * CACHE_LINE, "an actor control block is two cache lines");
 
@@ -162,6 +169,7 @@ struct tr_ctx {
     uint64_t request_ref; /* the message being handled is an ask with this ref */
     uint64_t reply_to;    /* the message being handled answers our ask with this ref */
     unsigned sent;        /* sends in this turn: they use up the turn too */
+    struct actor *mute_on; /* an overloaded actor sent to in this turn */
     bool exiting;
     int reason;
 };
@@ -207,6 +215,12 @@ void watch_before_message(tr_ctx *ctx, actor *a);
 int actor_io(tr_system *sys, struct io_loop **out);
 void actor_io_free(tr_system *sys);
 int actor_timer_internal(tr_ctx *ctx, tr_msg *msg, uint64_t delay_ms, tr_timer *timer);
+
+/* Backpressure for unbounded mailboxes (mute.c). mute_after_turn parks the
+ * runner on ctx->mute_on if it should wait (true: do not reschedule it);
+ * mute_release wakes every actor muted on a (it drained, or ended). */
+bool mute_after_turn(tr_ctx *ctx, actor *a);
+void mute_release(tr_system *sys, sched_worker *w, actor *a);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);

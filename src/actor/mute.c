@@ -1,0 +1,60 @@
+/* Backpressure for unbounded mailboxes: an overloaded receiver mutes the
+ * actors that send to it, as Pony's runtime does.
+ *
+ * An actor whose turn ends with a full batch handled and messages left over
+ * is overloaded. A worker-side sender that sent it a user message, and is
+ * neither overloaded nor the receiver, is muted when its own turn ends: it
+ * keeps its scheduling flag (so nothing reschedules it) and waits on the
+ * receiver's muted list until the receiver empties its mailbox, which
+ * releases the list. Nothing blocks: a muted actor is simply not run.
+ *
+ * Why it cannot deadlock: only an overloaded actor that is not muted itself
+ * mutes a sender, and a muted actor mutes no one, so every waiting chain
+ * ends at an actor that is running or runnable, and it drains. Two actors
+ * flooding each other are both overloaded, and overloaded actors are never
+ * muted, so they go on (memory then grows as without muting). Sends from
+ * outside threads, and system messages, are never slowed. */
+#include "actor.h"
+
+static void resume(tr_system *sys, sched_worker *w, actor *x)
+{
+    /* x still holds its scheduling flag from when it was muted. */
+    atomic_fetch_and(&x->pressure, (uint8_t)~PRESSURE_MUTED);
+    if (w && w->sched == &sys->sched)
+        sched_push(w, &x->run_node);
+    else
+        sched_inject(&sys->sched, &x->run_node);
+}
+
+void mute_release(tr_system *sys, sched_worker *w, actor *a)
+{
+    /* seq_cst: after the caller cleared PRESSURE_OVERLOADED; a muter that
+     * pushed before this takes is resumed here, one after sees the flag
+     * clear and releases the list itself. */
+    actor *x = atomic_exchange(&a->muted, NULL);
+    while (x) {
+        actor *next = x->next_free; /* read before x may run and end */
+        resume(sys, w, x);
+        x = next;
+    }
+}
+
+bool mute_after_turn(tr_ctx *ctx, actor *a)
+{
+    actor *t = ctx->mute_on;
+    if (!t || t == a || (atomic_load(&a->pressure) & PRESSURE_OVERLOADED))
+        return false;
+    /* t cannot be recycled before this turn ends (see limbo in actor.h). */
+    if (atomic_load(&t->pressure) != PRESSURE_OVERLOADED ||
+        (atomic_load(&t->life) & LIFE_CLOSED))
+        return false;
+    atomic_fetch_or(&a->pressure, PRESSURE_MUTED);
+    actor *head = atomic_load(&t->muted);
+    do
+        a->next_free = head;
+    while (!atomic_compare_exchange_weak(&t->muted, &head, a));
+    /* t may have drained and released its list just before our push. */
+    if (!(atomic_load(&t->pressure) & PRESSURE_OVERLOADED))
+        mute_release(ctx->sys, ctx->worker, t);
+    return true;
+}
