@@ -50,7 +50,8 @@ extern "C" {
     X(ENOENT, -11, "not found: no such timer, name or pending ask")          \
     X(EEXIST, -12, "the name is already registered")                         \
     X(ETIMEDOUT, -13, "no reply came in time")                                \
-    X(EFULL, -14, "the receiver's mailbox is full")
+    X(EFULL, -14, "the receiver's mailbox is full")                          \
+    X(EPROTO, -15, "a peer broke the wire protocol")
 
 enum {
     TR_OK = 0,
@@ -466,6 +467,11 @@ TR_API int tr_run_blocking(tr_ctx *ctx, tr_blocking_fn fn, void *arg, uint32_t d
 /* Writes "<node.index.incarnation>" into buf (at least 32 bytes is enough);
  * returns buf. Any thread. */
 TR_API char *tr_addr_format(tr_addr addr, char *buf, size_t size);
+
+/* Parses what tr_addr_format writes (for logs and command lines) into *out.
+ * Returns 0, or TR_EINVAL for anything else (out of range numbers, extra
+ * characters). Any thread. */
+TR_API int tr_addr_parse(const char *text, tr_addr *out);
 
 /* ---- messages -------------------------------------------------------- */
 

@@ -132,6 +132,30 @@ static void msg_unpack__garbage__returns_eformat(void **state)
     assert_int_equal(tr_msg_unpack(NULL, &up), TR_EINVAL);
 }
 
+static void msg_unpack__hostile_sizes__rejected_before_allocating(void **state)
+{
+    (void)state;
+    /* An array32 announcing 4 billion elements in 5 bytes: msgpack-c alone
+     * would try to allocate about 100 GB. */
+    const unsigned char huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
+    const unsigned char huge_str[] = {0xdb, 0x7f, 0xff, 0xff, 0xff, 'a'};
+    const unsigned char huge_map[] = {0xdf, 0x10, 0x00, 0x00, 0x00, 0x01, 0x02};
+    const unsigned char unused_type[] = {0xc1};
+    assert_int_equal(msgpack_check(huge_array, sizeof huge_array), TR_EFORMAT);
+    assert_int_equal(msgpack_check(huge_str, sizeof huge_str), TR_EFORMAT);
+    assert_int_equal(msgpack_check(huge_map, sizeof huge_map), TR_EFORMAT);
+    assert_int_equal(msgpack_check(unused_type, 1), TR_EFORMAT);
+    tr_msg *m = tr_msg_new(1, huge_array, sizeof huge_array);
+    msgpack_unpacked up;
+    assert_int_equal(tr_msg_unpack(m, &up), TR_EFORMAT);
+    msgpack_unpacked_destroy(&up);
+    tr_msg_unref(m);
+    /* and what is well formed passes, nested containers included */
+    const unsigned char ok[] = {0x82, 0xa1, 'a', 0x93, 0x01, 0xcd, 0x01, 0x00, 0xc0, 0xa1, 'b', 0xc3};
+    assert_int_equal(msgpack_check(ok, sizeof ok), 0);
+    assert_int_equal(msgpack_check(ok, sizeof ok - 1), TR_EFORMAT); /* truncated */
+}
+
 static void pool_class_of__maps_sizes_to_classes(void **state)
 {
     (void)state;
@@ -203,6 +227,7 @@ int main(void)
         cmocka_unit_test(msg_set_local__sets_flag),
         cmocka_unit_test(msg_msgpack__round_trips_an_object),
         cmocka_unit_test(msg_unpack__garbage__returns_eformat),
+        cmocka_unit_test(msg_unpack__hostile_sizes__rejected_before_allocating),
         cmocka_unit_test(pool_class_of__maps_sizes_to_classes),
         cmocka_unit_test(pool__blocks_cross_threads_and_are_reused),
     };

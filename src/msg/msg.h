@@ -114,4 +114,10 @@ static inline msg_link *msg_link_of(queue_node *node)
     return container_of(node, msg_link, node);
 }
 
+/* Checks that data is exactly one well-formed msgpack object whose declared
+ * sizes fit in len (each declared element needs at least a byte), before
+ * msgpack-c, which trusts declared sizes and would try to allocate what a
+ * few hostile bytes announce. Returns 0 or TR_EFORMAT. */
+int msgpack_check(const void *data, size_t len);
+
 #endif

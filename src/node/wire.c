@@ -1,0 +1,238 @@
+/* The wire codec. */
+#include "wire.h"
+
+#include "../msg/msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- little-endian fields ------------------------------------------------ */
+
+static void put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8); }
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* ---- header ---------------------------------------------------------------- */
+
+void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE])
+{
+    out[0] = 'T';
+    out[1] = 'R';
+    out[2] = WIRE_VERSION;
+    out[3] = h->op;
+    put16(out + 4, h->flags);
+    put16(out + 6, h->credit);
+    put32(out + 8, h->length);
+    put32(out + 12, h->type);
+    put64(out + 16, h->from);
+    put64(out + 24, h->to);
+}
+
+static int fail(const char **why, const char *what)
+{
+    if (why)
+        *why = what;
+    return TR_EPROTO;
+}
+
+int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_body,
+                       wire_header *out, const char **why)
+{
+    if (in[0] != 'T' || in[1] != 'R')
+        return fail(why, "bad magic: not a troupe frame");
+    if (in[2] != WIRE_VERSION)
+        return fail(why, "unsupported protocol version");
+    wire_header h = {.op = in[3], .flags = get16(in + 4), .credit = get16(in + 6),
+                     .length = get32(in + 8), .type = get32(in + 12),
+                     .from = get64(in + 16), .to = get64(in + 24)};
+    if (h.op < WIRE_HELLO || h.op > WIRE_OP_LAST)
+        return fail(why, "unknown operation");
+    if (h.flags & ~WIRE_FLAGS_KNOWN)
+        return fail(why, "reserved flag set");
+    if (h.length > max_body)
+        return fail(why, "frame longer than the limit");
+    *out = h;
+    return 0;
+}
+
+/* ---- the reader -------------------------------------------------------------- */
+
+void wire_reader_init(wire_reader *r, uint32_t max_body)
+{
+    *r = (wire_reader){.max_body = max_body ? max_body : WIRE_DEFAULT_MAX_BODY};
+}
+
+void wire_reader_fini(wire_reader *r)
+{
+    free(r->buf);
+    *r = (wire_reader){0};
+}
+
+int wire_reader_feed(wire_reader *r, const void *data, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (r->start > 0 && r->end + n > r->capacity) { /* reclaim what was read */
+        memmove(r->buf, r->buf + r->start, r->end - r->start);
+        r->end -= r->start;
+        r->start = 0;
+    }
+    if (r->end + n > r->capacity) {
+        size_t capacity = r->capacity ? r->capacity : 4096;
+        while (capacity < r->end + n)
+            capacity *= 2;
+        unsigned char *buf = realloc(r->buf, capacity);
+        if (!buf)
+            return TR_ENOMEM;
+        r->buf = buf;
+        r->capacity = capacity;
+    }
+    memcpy(r->buf + r->end, data, n);
+    r->end += n;
+    return 0;
+}
+
+int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body, const char **why)
+{
+    if (r->failed)
+        return fail(why, "connection already failed");
+    size_t available = r->end - r->start;
+    if (available < WIRE_HEADER_SIZE)
+        return 0;
+    int rc = wire_decode_header(r->buf + r->start, r->max_body, h, why);
+    if (rc != 0) {
+        r->failed = 1;
+        return rc;
+    }
+    if (available - WIRE_HEADER_SIZE < h->length)
+        return 0; /* the header is valid; wait for the body */
+    *body = r->buf + r->start + WIRE_HEADER_SIZE;
+    r->start += WIRE_HEADER_SIZE + h->length;
+    return 1;
+}
+
+int wire_reader_finish(wire_reader *r, const char **why)
+{
+    if (r->end != r->start)
+        return fail(why, "truncated frame: the stream ended inside it");
+    return 0;
+}
+
+/* ---- HELLO ------------------------------------------------------------------- */
+
+int wire_hello_encode(const wire_hello *h, msgpack_sbuffer *out)
+{
+    size_t name_len = strnlen(h->name, sizeof h->name);
+    if (name_len > WIRE_NAME_MAX)
+        return TR_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint32(&pk, h->version);
+    msgpack_pack_str_with_body(&pk, "node", 4);
+    msgpack_pack_uint16(&pk, h->node);
+    msgpack_pack_str_with_body(&pk, "name", 4);
+    msgpack_pack_str_with_body(&pk, h->name, name_len);
+    msgpack_pack_str_with_body(&pk, "caps", 4);
+    msgpack_pack_uint32(&pk, h->caps);
+    return 0;
+}
+
+static bool key_is(const msgpack_object *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+           memcmp(k->via.str.ptr, name, n) == 0;
+}
+
+static bool uint_in(const msgpack_object *v, uint64_t max, uint64_t *out)
+{
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > max)
+        return false;
+    *out = v->via.u64;
+    return true;
+}
+
+int wire_hello_decode(const unsigned char *body, size_t len, wire_hello *out, const char **why)
+{
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    int rc = TR_EPROTO;
+    const char *what = "hello is not one well-formed msgpack object";
+    if (msgpack_check(body, len) != 0 ||
+        msgpack_unpack_next(&up, (const char *)body, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        goto done;
+    what = "hello has bytes after its map";
+    if (off != len)
+        goto done;
+    const msgpack_object *o = &up.data;
+    what = "hello is not a map of four keys";
+    if (o->type != MSGPACK_OBJECT_MAP || o->via.map.size != 4)
+        goto done;
+    wire_hello h = {0};
+    unsigned seen = 0;
+    for (uint32_t i = 0; i < 4; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        uint64_t u;
+        if (key_is(k, "v") && uint_in(v, UINT32_MAX, &u)) {
+            h.version = (uint32_t)u;
+            seen |= 1;
+        } else if (key_is(k, "node") && uint_in(v, UINT16_MAX, &u)) {
+            h.node = (uint16_t)u;
+            seen |= 2;
+        } else if (key_is(k, "caps") && uint_in(v, UINT32_MAX, &u)) {
+            h.caps = (uint32_t)u;
+            seen |= 4;
+        } else if (key_is(k, "name") && v->type == MSGPACK_OBJECT_STR &&
+                   v->via.str.size <= WIRE_NAME_MAX && !memchr(v->via.str.ptr, 0, v->via.str.size)) {
+            memcpy(h.name, v->via.str.ptr, v->via.str.size);
+            seen |= 8;
+        } else {
+            what = "hello has an unknown key or a value of the wrong type";
+            goto done;
+        }
+    }
+    what = "hello repeats a key";
+    if (seen != 15)
+        goto done;
+    what = "hello speaks another protocol version";
+    if (h.version != WIRE_VERSION)
+        goto done;
+    *out = h;
+    rc = 0;
+done:
+    msgpack_unpacked_destroy(&up);
+    if (rc != 0 && why)
+        *why = what;
+    return rc;
+}

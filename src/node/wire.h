@@ -1,0 +1,92 @@
+/* The wire codec: frames of docs/wire.md, version 1. Pure functions and an
+ * incremental reader; no I/O. Everything from a peer is validated here, once:
+ * a malformed frame is an error for that connection, never a crash. */
+#ifndef TR_WIRE_H
+#define TR_WIRE_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe.h"
+
+#define WIRE_HEADER_SIZE 32
+#define WIRE_VERSION 1
+#define WIRE_DEFAULT_MAX_BODY (16u << 20)
+#define WIRE_NAME_MAX 63
+
+enum wire_op {
+    WIRE_HELLO = 1,
+    WIRE_SEND,
+    WIRE_NAMED_SEND,
+    WIRE_SPAWN,
+    WIRE_SPAWN_REPLY,
+    WIRE_LINK,
+    WIRE_MONITOR,
+    WIRE_EXIT,
+    WIRE_HEARTBEAT,
+    WIRE_GOODBYE,
+    WIRE_OP_LAST = WIRE_GOODBYE,
+};
+
+#define WIRE_FLAG_MSGPACK 0x1u
+#define WIRE_FLAG_SYSTEM 0x2u
+#define WIRE_FLAGS_KNOWN (WIRE_FLAG_MSGPACK | WIRE_FLAG_SYSTEM)
+
+typedef struct wire_header {
+    uint8_t op;
+    uint16_t flags;
+    uint16_t credit;
+    uint32_t length; /* of the body */
+    uint32_t type;
+    uint64_t from, to;
+} wire_header;
+
+/* Writes h as 32 little-endian bytes. */
+void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE]);
+
+/* Reads and validates a header. Returns 0, or TR_EPROTO with *why saying
+ * what was wrong (a static string). */
+int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_body,
+                       wire_header *out, const char **why);
+
+/* An incremental reader: bytes in, whole frames out. */
+typedef struct wire_reader {
+    unsigned char *buf;
+    size_t start, end, capacity; /* unread bytes are buf[start, end) */
+    uint32_t max_body;
+    int failed; /* once an error is returned, every later call returns it */
+} wire_reader;
+
+void wire_reader_init(wire_reader *r, uint32_t max_body);
+void wire_reader_fini(wire_reader *r);
+
+/* Appends n bytes from the stream. Returns 0 or TR_ENOMEM. */
+int wire_reader_feed(wire_reader *r, const void *data, size_t n);
+
+/* The next whole frame: returns 1 with *h and *body (valid until the next
+ * call), 0 when more bytes are needed, or TR_EPROTO (with *why): the
+ * connection must be closed. */
+int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body,
+                     const char **why);
+
+/* At the end of the stream: 0 if it ended between frames, else TR_EPROTO
+ * ("truncated frame"). */
+int wire_reader_finish(wire_reader *r, const char **why);
+
+/* The HELLO body. */
+typedef struct wire_hello {
+    uint32_t version;
+    uint16_t node;
+    uint32_t caps;
+    char name[WIRE_NAME_MAX + 1];
+} wire_hello;
+
+/* Appends the msgpack body for h to out. Returns 0 or TR_EINVAL (name too long). */
+int wire_hello_encode(const wire_hello *h, msgpack_sbuffer *out);
+
+/* Parses a HELLO body strictly: exactly a map of the four keys with the
+ * right types, nothing after it. Returns 0 or TR_EPROTO with *why. */
+int wire_hello_decode(const unsigned char *body, size_t len, wire_hello *out, const char **why);
+
+#endif
