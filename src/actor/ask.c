@@ -9,7 +9,6 @@
 #include "actor.h"
 #include "ext.h"
 
-#include <stdlib.h>
 
 static int64_t find_ask(const ask_list *l, uint64_t ref)
 {
@@ -33,14 +32,8 @@ static bool take_ask(actor_ext *x, uint64_t ref, pending_ask *out)
 static int add_ask(actor_ext *x, pending_ask ask)
 {
     ask_list *l = &x->asks;
-    if (l->count == l->capacity) {
-        uint32_t capacity = l->capacity ? 2 * l->capacity : 4;
-        pending_ask *items = realloc(l->items, capacity * sizeof *items);
-        if (!items)
-            return TR_ENOMEM;
-        l->items = items;
-        l->capacity = capacity;
-    }
+    if (ext_room_for_one((void **)&l->items, l->count, &l->capacity, sizeof *l->items) != 0)
+        return TR_ENOMEM;
     l->items[l->count++] = ask;
     return 0;
 }
