@@ -32,8 +32,10 @@ static bool take_ask(actor_ext *x, uint64_t ref, pending_ask *out)
 static int add_ask(actor_ext *x, pending_ask ask)
 {
     ask_list *l = &x->asks;
-    if (ext_room_for_one((void **)&l->items, l->count, &l->capacity, sizeof *l->items) != 0)
+    pending_ask *items = ext_room_for_one(l->items, l->count, &l->capacity, sizeof *items);
+    if (!items)
         return TR_ENOMEM;
+    l->items = items;
     l->items[l->count++] = ask;
     return 0;
 }

@@ -44,9 +44,10 @@ typedef struct actor_ext {
 /* The actor's bookkeeping, made if needed; NULL when out of memory. */
 actor_ext *ext_of(actor *a);
 
-/* Grows a small array (items, capacity) so one more item fits after count:
- * 0 or TR_ENOMEM. */
-int ext_room_for_one(void **items, uint32_t count, uint32_t *capacity, size_t item_size);
+/* A small array with room for one more item after count: items itself, or
+ * a grown copy (and *capacity updated), or NULL when out of memory (items is
+ * then untouched). */
+void *ext_room_for_one(void *items, uint32_t count, uint32_t *capacity, size_t item_size);
 
 /* Small unordered lists: add (0 or TR_ENOMEM), find the entry for actor
  * (ref 0) or for ref (index or -1), remove it (whether it was there). */

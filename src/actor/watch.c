@@ -13,23 +13,23 @@
 
 /* ---- lists ------------------------------------------------------------- */
 
-int ext_room_for_one(void **items, uint32_t count, uint32_t *capacity, size_t item_size)
+void *ext_room_for_one(void *items, uint32_t count, uint32_t *capacity, size_t item_size)
 {
     if (count < *capacity)
-        return 0;
+        return items;
     uint32_t grown = *capacity ? 2 * *capacity : 4;
-    void *p = realloc(*items, grown * item_size);
-    if (!p)
-        return TR_ENOMEM;
-    *items = p;
-    *capacity = grown;
-    return 0;
+    void *p = realloc(items, grown * item_size);
+    if (p)
+        *capacity = grown;
+    return p;
 }
 
 int ext_list_add(watch_list *l, tr_addr actor, uint64_t ref)
 {
-    if (ext_room_for_one((void **)&l->items, l->count, &l->capacity, sizeof *l->items) != 0)
+    watch_entry *items = ext_room_for_one(l->items, l->count, &l->capacity, sizeof *items);
+    if (!items)
         return TR_ENOMEM;
+    l->items = items;
     l->items[l->count++] = (watch_entry){actor, ref};
     return 0;
 }
