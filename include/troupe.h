@@ -468,6 +468,31 @@ TR_API int tr_run_blocking(tr_ctx *ctx, tr_blocking_fn fn, void *arg, uint32_t d
  * returns buf. Any thread. */
 TR_API char *tr_addr_format(tr_addr addr, char *buf, size_t size);
 
+/* ---- nodes ------------------------------------------------------------ *
+ * Several processes (nodes), each running a system with its own node_id
+ * (tr_config.node_id, 1..65535), joined by connections. An address names its
+ * node, so tr_send is the same call for a local and a remote actor.
+ * Messages marked TR_MSG_LOCAL are refused for remote sends (TR_ELOCAL);
+ * payloads are copied byte for byte (use msgpack for portable ones). Across
+ * nodes delivery is at most once; per sender–receiver pair, in order.
+ * Not yet across nodes: asks, links and monitors, remote spawn. */
+
+/* Connects this system to a peer over fd (a Unix socket or pipe end; the
+ * system takes it), speaking docs/wire.md. Both systems need distinct,
+ * non-zero node ids. While the connection is open it keeps tr_system_run
+ * from returning; it closes when the peer closes it, on a protocol error
+ * (logged), or at tr_system_free. Returns 0 or TR_EINVAL / TR_ENOMEM. Any
+ * thread not in a handler. */
+TR_API int tr_system_connect(tr_system *sys, int fd);
+
+/* Sends msg to the actor registered as name on node (this node included).
+ * Takes msg. Returns 0, TR_ELOCAL, TR_EDEAD (no connection), TR_ENOENT (a
+ * local name nobody has). Handler only. */
+TR_API int tr_send_named_node(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *msg);
+
+/* The node an address belongs to. Any thread. */
+TR_API uint16_t tr_addr_node(tr_addr addr);
+
 /* Parses what tr_addr_format writes (for logs and command lines) into *out.
  * Returns 0, or TR_EINVAL for anything else (out of range numbers, extra
  * characters). Any thread. */

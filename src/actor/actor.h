@@ -147,6 +147,7 @@ struct tr_system {
     pthread_mutex_t io_lock;   /* guards making io and timers */
     struct io_loop *io;        /* the io thread, made on first use */
     struct timer_registry *timers;
+    struct node *node; /* connections to other nodes, made on first connect */
 };
 
 /* The runtime's own messages in the system lane (users see only the public
@@ -221,6 +222,11 @@ int actor_timer_internal(tr_ctx *ctx, tr_msg *msg, uint64_t delay_ms, tr_timer *
  * mute_release wakes every actor muted on a (it drained, or ended). */
 bool mute_after_turn(tr_ctx *ctx, actor *a);
 void mute_release(tr_system *sys, sched_worker *w, actor *a);
+
+/* Other nodes (remote.c): a send to an address of another node (takes msg),
+ * and freeing the node after the io loop stopped. */
+int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane);
+void actor_remote_free(tr_system *sys);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);

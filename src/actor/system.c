@@ -38,6 +38,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     pthread_mutex_init(&sys->io_lock, NULL);
     sys->io = NULL;
     sys->timers = NULL;
+    sys->node = NULL;
     atomic_init(&sys->late_replies, 0);
     atomic_init(&sys->overflowed, 0);
     sys->pool = pool_new();
@@ -88,7 +89,8 @@ void tr_system_free(tr_system *sys)
     if (!sys)
         return;
     atomic_store(&sys->closing, true);
-    actor_io_free(sys);
+    actor_io_free(sys); /* closes timers and connections */
+    actor_remote_free(sys);
     pthread_mutex_destroy(&sys->io_lock);
     actor_limbo_flush(sys);
     actor_shutdown_all(sys);

@@ -1,0 +1,40 @@
+/* Transports: byte streams between nodes, one ops table per kind, found by
+ * scheme ("pipe", later "shm", "tcp"). The node layer knows only this
+ * header. Every entry runs on the io loop thread. */
+#ifndef TR_TRANSPORT_H
+#define TR_TRANSPORT_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct transport transport;
+
+typedef struct transport_callbacks {
+    /* Bytes arrived, in order; borrowed for the call. */
+    void (*on_data)(void *owner, const void *data, size_t len);
+    /* The stream ended: error 0 for an orderly end (EOF), else a negative
+     * libuv code. Called once; the transport is freed after it returns. */
+    void (*on_closed)(void *owner, int error);
+} transport_callbacks;
+
+typedef struct transport_ops {
+    const char *scheme;
+    /* Opens a transport over the endpoint fd, which it takes over (closed
+     * with the transport, or at once on failure). Returns 0 or a negative
+     * libuv code. Not blocking. */
+    int (*open)(uv_loop_t *loop, int fd, const transport_callbacks *cb, void *owner,
+                transport **out);
+    /* Queues len bytes at buf (malloc'd: taken, freed once written) behind
+     * what was queued before. Not blocking. Returns 0, or a negative libuv
+     * code (buf freed); the transport then closes. */
+    int (*write)(transport *t, void *buf, size_t len);
+    /* Closes (idempotent); on_closed follows with 0 unless an error came first. */
+    void (*close)(transport *t);
+} transport_ops;
+
+/* The ops table for a scheme, or NULL. */
+const transport_ops *transport_find(const char *scheme);
+
+extern const transport_ops transport_pipe;
+
+#endif
