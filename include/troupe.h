@@ -493,6 +493,23 @@ TR_API int tr_send_named_node(tr_ctx *ctx, uint16_t node, const char *name, tr_m
 /* The node an address belongs to. Any thread. */
 TR_API uint16_t tr_addr_node(tr_addr addr);
 
+/* Starts program (a path) as a child node numbered node, exec'd with argv
+ * (argv[0] is replaced by program; NULL-terminated; may be NULL), our
+ * environment plus TROUPE_NODE_ID and TROUPE_NODE_FD, and connects to it
+ * over a socket pair. The child's exit closes the connection. Returns 0,
+ * TR_EINVAL (bad arguments, or the program could not be started) or
+ * TR_ENOMEM. Outside only. */
+TR_API int tr_system_spawn_node(tr_system *sys, const char *program, char *const argv[],
+                                uint16_t node);
+
+/* In a process started by tr_system_spawn_node: its node number (0 when it
+ * was not started so). Any thread. */
+TR_API uint16_t tr_node_id_from_env(void);
+
+/* In such a process: connects its system to the parent. Returns as
+ * tr_system_connect, or TR_EINVAL when not started so. */
+TR_API int tr_system_connect_parent(tr_system *sys);
+
 /* Parses what tr_addr_format writes (for logs and command lines) into *out.
  * Returns 0, or TR_EINVAL for anything else (out of range numbers, extra
  * characters). Any thread. */

@@ -3,7 +3,14 @@
  * glue between it and actors. */
 #include "actor.h"
 
+#include "../io/process.h"
 #include "../node/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static void deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane)
 {
@@ -86,4 +93,115 @@ void actor_remote_free(tr_system *sys)
 {
     node_free(sys->node); /* after the io loop stopped: connections are closed */
     sys->node = NULL;
+}
+
+/* ---- child nodes ------------------------------------------------------- */
+
+extern char **environ;
+
+typedef struct spawn_task {
+    io_task task;
+    tr_system *sys;
+    char **argv;
+    char **env;
+    int child_fd;
+    int rc;
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    bool finished;
+} spawn_task;
+
+static void free_strings(char **v)
+{
+    for (char **p = v; p && *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* argv copied, and our environment plus the child's node settings. */
+static int prepare(spawn_task *t, const char *program, char *const argv[], uint16_t node)
+{
+    size_t argc = 0, envc = 0;
+    while (argv && argv[argc])
+        argc++;
+    while (environ[envc])
+        envc++;
+    t->argv = calloc(argc + 2, sizeof *t->argv);
+    t->env = calloc(envc + 3, sizeof *t->env);
+    if (!t->argv || !t->env)
+        return TR_ENOMEM;
+    t->argv[0] = strdup(program);
+    for (size_t i = 1; i < argc; i++)
+        t->argv[i] = strdup(argv[i]);
+    size_t e = 0;
+    for (size_t i = 0; i < envc; i++)
+        if (strncmp(environ[i], "TROUPE_NODE_", 12) != 0)
+            t->env[e++] = strdup(environ[i]);
+    char id[32];
+    snprintf(id, sizeof id, "TROUPE_NODE_ID=%u", (unsigned)node);
+    t->env[e++] = strdup(id);
+    t->env[e++] = strdup("TROUPE_NODE_FD=3");
+    return 0;
+}
+
+static void spawn_on_loop(io_task *task, uv_loop_t *loop)
+{
+    spawn_task *t = container_of(task, spawn_task, task);
+    int rc = loop ? io_spawn_child(loop, t->argv[0], t->argv, t->env, t->child_fd) : UV_ECANCELED;
+    pthread_mutex_lock(&t->lock);
+    t->rc = rc;
+    t->finished = true;
+    pthread_cond_signal(&t->done);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int tr_system_spawn_node(tr_system *sys, const char *program, char *const argv[], uint16_t node)
+{
+    io_loop *io;
+    int fds[2];
+    if (!sys || !program || node == 0 || node == sys->node_id || sys->node_id == 0)
+        return TR_EINVAL;
+    int rc = actor_io(sys, &io);
+    if (rc != 0)
+        return rc;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+        return TR_ENOMEM;
+    spawn_task t = {.task.run = spawn_on_loop, .sys = sys, .child_fd = fds[1]};
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.done, NULL);
+    rc = prepare(&t, program, argv, node);
+    if (rc == 0) { /* uv_spawn must run on the loop: wait for it there */
+        io_loop_submit(io, &t.task);
+        pthread_mutex_lock(&t.lock);
+        while (!t.finished)
+            pthread_cond_wait(&t.done, &t.lock);
+        pthread_mutex_unlock(&t.lock);
+        rc = t.rc == 0 ? 0 : TR_EINVAL;
+    }
+    close(fds[1]); /* the child has its copy */
+    free_strings(t.argv);
+    free_strings(t.env);
+    pthread_mutex_destroy(&t.lock);
+    pthread_cond_destroy(&t.done);
+    if (rc != 0) {
+        close(fds[0]);
+        return rc;
+    }
+    return tr_system_connect(sys, fds[0]);
+}
+
+uint16_t tr_node_id_from_env(void)
+{
+    const char *id = getenv("TROUPE_NODE_ID");
+    long v = id ? strtol(id, NULL, 10) : 0;
+    return v > 0 && v <= 65535 ? (uint16_t)v : 0;
+}
+
+int tr_system_connect_parent(tr_system *sys)
+{
+    const char *fd = getenv("TROUPE_NODE_FD");
+    long v = fd ? strtol(fd, NULL, 10) : -1;
+    if (v < 0 || v > 1024)
+        return TR_EINVAL;
+    return tr_system_connect(sys, (int)v);
 }
