@@ -276,10 +276,14 @@ static void second_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 
 static const tr_behavior second = {.name = "second", .receive = second_receive};
 
+static const tr_behavior bigger = {.name = "bigger", .state_size = 4096, .receive = second_receive};
+
 static void first_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
     (void)state, (void)msg;
     sum += 1;
+    assert_int_equal(tr_become(ctx, &bigger), TR_EINVAL); /* more state than we have */
+    assert_int_equal(tr_become(ctx, NULL), TR_EINVAL);
     assert_int_equal(tr_become(ctx, &second), 0);
 }
 

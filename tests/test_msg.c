@@ -43,6 +43,20 @@ static void msg_new__empty_and_large_payloads(void **state)
     free(data);
 }
 
+static void msg_alloc__payload_built_in_place(void **state)
+{
+    (void)state;
+    void *p = NULL;
+    tr_msg *m = tr_msg_alloc(3, 300, &p); /* a larger size class */
+    assert_non_null(m);
+    assert_ptr_equal(p, tr_msg_data(m));
+    memset(p, 0x7e, 300);
+    assert_int_equal(tr_msg_size(m), 300);
+    assert_int_equal(((const unsigned char *)tr_msg_data(m))[299], 0x7e);
+    tr_msg_unref(m);
+    assert_null(tr_msg_alloc(1, (size_t)UINT32_MAX + 1, &p)); /* over 4 GiB */
+}
+
 static void msg_ref__keeps_message_until_last_unref(void **state)
 {
     (void)state;
@@ -221,6 +235,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(msg_new__copies_payload_and_type),
         cmocka_unit_test(msg_new__empty_and_large_payloads),
+        cmocka_unit_test(msg_alloc__payload_built_in_place),
         cmocka_unit_test(msg_ref__keeps_message_until_last_unref),
         cmocka_unit_test(msg_link__only_reference__uses_embedded_link),
         cmocka_unit_test(msg_link__shared_message__gets_envelope_per_delivery),

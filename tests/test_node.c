@@ -111,6 +111,21 @@ static void *run(void *sys)
     return NULL;
 }
 
+/* Runs node 2's sink and node 1's source until the source has checked the
+ * total and stopped node 1; freeing node 1 closes the link, so node 2 ends. */
+static void run_two_nodes(tr_system *a, tr_system *b)
+{
+    tr_system_spawn(b, &sink, NULL, NULL);
+    pthread_t ta, tb;
+    pthread_create(&tb, NULL, run, b);
+    tr_system_spawn(a, &source, NULL, NULL);
+    pthread_create(&ta, NULL, run, a);
+    pthread_join(ta, NULL);
+    tr_system_free(a);
+    pthread_join(tb, NULL);
+    tr_system_free(b);
+}
+
 static void nodes__send_across__all_arrive_in_order_with_the_right_sum(void **state)
 {
     (void)state;
@@ -120,15 +135,7 @@ static void nodes__send_across__all_arrive_in_order_with_the_right_sum(void **st
     tr_system *a = node_system(1), *b = node_system(2);
     assert_int_equal(tr_system_connect(a, fds[0]), 0);
     assert_int_equal(tr_system_connect(b, fds[1]), 0);
-    tr_system_spawn(b, &sink, NULL, NULL);
-    pthread_t ta, tb;
-    pthread_create(&tb, NULL, run, b);
-    tr_system_spawn(a, &source, NULL, NULL);
-    pthread_create(&ta, NULL, run, a);
-    pthread_join(ta, NULL); /* the source stops node 1 when the total checks out */
-    tr_system_free(a);      /* closes the connection ... */
-    pthread_join(tb, NULL); /* ... so node 2 becomes quiet and returns */
-    tr_system_free(b);
+    run_two_nodes(a, b);
     assert_int_equal(verified, 1);
     assert_int_equal(local_refused, 1);
 }
@@ -143,6 +150,9 @@ static void connect__bad_arguments__einval(void **state)
     assert_int_equal(tr_system_connect(NULL, fds[0]), TR_EINVAL);
     tr_system *one = node_system(1);
     assert_int_equal(tr_system_connect(one, -1), TR_EINVAL);
+    assert_int_equal(tr_system_spawn_node(one, "/nonexistent/program", NULL, 2), TR_EINVAL);
+    assert_int_equal(tr_system_spawn_node(one, "/proc/self/exe", NULL, 1), TR_EINVAL); /* ours */
+    assert_int_equal(tr_system_spawn_node(zero, "/proc/self/exe", NULL, 2), TR_EINVAL);
     close(fds[0]);
     close(fds[1]);
     tr_system_free(zero);
@@ -183,18 +193,10 @@ static void nodes__garbage_peer__cut_off_while_the_good_link_works(void **state)
     write_all(bad_version[1], header, sizeof header);
     assert_int_equal(tr_system_connect(a, good[0]), 0);
     assert_int_equal(tr_system_connect(b, good[1]), 0);
-    tr_system_spawn(b, &sink, NULL, NULL);
-    pthread_t ta, tb;
-    pthread_create(&tb, NULL, run, b);
-    tr_system_spawn(a, &source, NULL, NULL);
-    pthread_create(&ta, NULL, run, a);
-    pthread_join(ta, NULL);
+    run_two_nodes(a, b);
     /* the bad peers got node 1's HELLO, then saw it close the connection */
     assert_int_equal(read_to_end(bad[1]), 0);
     assert_int_equal(read_to_end(bad_version[1]), 0);
-    tr_system_free(a);
-    pthread_join(tb, NULL);
-    tr_system_free(b);
     close(bad[1]);
     close(bad_version[1]);
     assert_int_equal(verified, 1); /* the good link carried everything */

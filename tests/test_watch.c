@@ -307,6 +307,32 @@ static void system_lane__down_overtakes_a_full_mailbox(void **state)
     tr_system_free(sys);
 }
 
+static int linking_parent_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    tr_spawn_opts linked = {.link = true};
+    tr_addr child;
+    assert_int_equal(tr_spawn_opt(ctx, &puppet, NULL, &linked, &child), 0);
+    return tr_send(ctx, child, tr_msg_new(MSG_DIE, &(order){TR_ADDR_NONE, 31}, sizeof(order)));
+}
+
+static const tr_behavior linking_parent = {.name = "linking parent",
+                                           .init = linking_parent_init,
+                                           .receive = puppet_receive,
+                                           .terminate = puppet_terminate};
+
+static void spawn_opt__link__child_failure_ends_the_parent(void **state)
+{
+    (void)state;
+    reset();
+    tr_system *sys = new_system(2);
+    tr_system_spawn(sys, &linking_parent, NULL, NULL);
+    tr_system_run(sys);
+    assert_int_equal(terminated, 2); /* the child, then the parent through the link */
+    assert_int_equal(last_reason, 31);
+    tr_system_free(sys);
+}
+
 static void send__reserved_type__einval(void **state)
 {
     (void)state;
@@ -350,6 +376,7 @@ int main(void)
         cmocka_unit_test(link__to_ended_actor__acts_as_noproc_exit),
         cmocka_unit_test(kill__killed_reason__cannot_be_trapped),
         cmocka_unit_test(system_lane__down_overtakes_a_full_mailbox),
+        cmocka_unit_test(spawn_opt__link__child_failure_ends_the_parent),
         cmocka_unit_test(send__reserved_type__einval),
         cmocka_unit_test(monitor__many_watchers__each_gets_one_down),
     };
