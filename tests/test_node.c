@@ -73,16 +73,30 @@ static const tr_behavior sink = {
 
 /* ---- node 1: the source ---- */
 
+enum { MSG_AGAIN = 20 };
+
+typedef struct {
+    tr_timer again; /* hello again until the sink answers: it may not be registered yet */
+} source_state;
+
 static int source_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
-    (void)state, (void)arg;
-    return tr_send_named_node(ctx, 2, "sink", tr_msg_new(MSG_HELLO, NULL, 0));
+    (void)arg;
+    source_state *s = state;
+    tr_send_named_node(ctx, 2, "sink", tr_msg_new(MSG_HELLO, NULL, 0));
+    return tr_send_every(ctx, tr_self(ctx), tr_msg_new(MSG_AGAIN, NULL, 0), 20, &s->again);
 }
 
 static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
-    (void)state;
-    if (tr_msg_type(msg) == MSG_HERE) {
+    source_state *s = state;
+    if (tr_msg_type(msg) == MSG_AGAIN) {
+        tr_send_named_node(ctx, 2, "sink", tr_msg_new(MSG_HELLO, NULL, 0));
+    } else if (tr_msg_type(msg) == MSG_HERE) {
+        if (!s->again)
+            return; /* an answer to a repeated hello: the rally is on already */
+        tr_timer_cancel(tr_ctx_system(ctx), s->again);
+        s->again = 0;
         tr_addr sink_addr = tr_sender(ctx);
         assert_int_equal(tr_addr_node(sink_addr), 2);
         tr_msg *local = tr_msg_new(MSG_LOCAL_TRY, NULL, 0);
@@ -103,7 +117,8 @@ static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     }
 }
 
-static const tr_behavior source = {.name = "source", .init = source_init, .receive = source_receive};
+static const tr_behavior source = {
+    .name = "source", .state_size = sizeof(source_state), .init = source_init, .receive = source_receive};
 
 static void *run(void *sys)
 {
