@@ -370,7 +370,10 @@ static void run_blocking__result_arrives_while_the_worker_runs_others(void **sta
     tr_system_spawn(sys, &serving_bouncer, tr_msg_new(0, &b1, sizeof b1), NULL);
     assert_int_equal(tr_system_run(sys), 0);
     assert_int_equal(blocking_done, 2);
-    assert_true(pings_during_block > 100); /* the pair kept going during the call */
+    /* The pair kept going during the call (on the only worker: had the call
+     * run there, nothing would have moved). Any progress proves it; how much
+     * depends on the machine's load. */
+    assert_true(pings_during_block > 0);
     tr_system_free(sys);
 }
 
