@@ -38,13 +38,12 @@ static void state_free(tr_system *sys, void *state, size_t size)
 
 /* ---- counting ---------------------------------------------------------- */
 
-static void count(tr_system *sys, sched_worker *w, unsigned counter, _Atomic uint64_t *outside)
+static void count(sched_worker *w, unsigned counter, _Atomic uint64_t *outside)
 {
     if (w)
         sched_count(w, counter, 1);
     else /* relaxed: a statistic */
         atomic_fetch_add_explicit(outside, 1, memory_order_relaxed);
-    (void)sys;
 }
 
 static void dead_letter(tr_system *sys, msg_link *link)
@@ -292,7 +291,7 @@ static int spawn(tr_system *sys, sched_worker *w, const tr_behavior *beh, tr_msg
         table_release(&sys->table, a);
         goto fail;
     }
-    count(sys, w, COUNT_SPAWNED, &sys->outside_spawned);
+    count(w, COUNT_SPAWNED, &sys->outside_spawned);
     if (out)
         *out = addr;
     /* An actor with an init to run takes its first turn at once; one without
@@ -307,24 +306,6 @@ fail:
     return err;
 }
 
-int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
-{
-    if (!ctx) {
-        tr_msg_unref(arg);
-        return TR_EINVAL;
-    }
-    return spawn(ctx->sys, ctx->worker, beh, arg, out, NULL, NULL);
-}
-
-int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
-{
-    if (!ctx) {
-        tr_msg_unref(arg);
-        return TR_EINVAL;
-    }
-    return spawn(ctx->sys, ctx->worker, beh, arg, out, ctx, NULL);
-}
-
 int tr_spawn_opt(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, const tr_spawn_opts *opts,
                  tr_addr *out)
 {
@@ -335,16 +316,14 @@ int tr_spawn_opt(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, const tr_spaw
     return spawn(ctx->sys, ctx->worker, beh, arg, out, opts && opts->link ? ctx : NULL, opts);
 }
 
-int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+int tr_spawn(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
 {
-    if (!sys) {
-        tr_msg_unref(arg);
-        return TR_EINVAL;
-    }
-    sched_hold(&sys->sched);
-    int rc = spawn(sys, NULL, beh, arg, out, NULL, NULL);
-    sched_release(&sys->sched);
-    return rc;
+    return tr_spawn_opt(ctx, beh, arg, NULL, out);
+}
+
+int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+{
+    return tr_spawn_opt(ctx, beh, arg, &(tr_spawn_opts){.link = true}, out);
 }
 
 int tr_system_spawn_opt(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
@@ -358,6 +337,11 @@ int tr_system_spawn_opt(tr_system *sys, const tr_behavior *beh, tr_msg *arg,
     int rc = spawn(sys, NULL, beh, arg, out, NULL, opts);
     sched_release(&sys->sched);
     return rc;
+}
+
+int tr_system_spawn(tr_system *sys, const tr_behavior *beh, tr_msg *arg, tr_addr *out)
+{
+    return tr_system_spawn_opt(sys, beh, arg, NULL, out);
 }
 
 /* ---- the handler's context --------------------------------------------- */
@@ -469,7 +453,7 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
     a->init_arg = NULL;
     state_free(sys, a->state, a->state_size);
     a->state = NULL;
-    count(sys, ctx->worker, COUNT_EXITED, &sys->outside_exited);
+    count(ctx->worker, COUNT_EXITED, &sys->outside_exited);
     retire(sys, ctx->worker, a);
 }
 

@@ -112,9 +112,3 @@ void io_loop_submit(io_loop *l, io_task *task)
     pthread_mutex_unlock(&l->lock);
     uv_async_send(&l->wakeup);
 }
-
-bool io_loop_is_current(io_loop *l)
-{
-    pthread_t self = pthread_self();
-    return pthread_equal(self, l->thread);
-}

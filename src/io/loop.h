@@ -43,7 +43,4 @@ void io_loop_free(io_loop *l);
 /* Queues task to run on the loop thread. Any thread. */
 void io_loop_submit(io_loop *l, io_task *task);
 
-/* True on the loop thread. */
-bool io_loop_is_current(io_loop *l);
-
 #endif
