@@ -51,7 +51,8 @@ extern "C" {
     X(EEXIST, -12, "the name is already registered")                         \
     X(ETIMEDOUT, -13, "no reply came in time")                                \
     X(EFULL, -14, "the receiver's mailbox is full")                          \
-    X(EPROTO, -15, "a peer broke the wire protocol")
+    X(EPROTO, -15, "a peer broke the wire protocol")                         \
+    X(ENODE, -16, "the node is not connected, or it went down")
 
 enum {
     TR_OK = 0,
@@ -92,6 +93,7 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 #define TR_EXIT_NOPROC (-101)   /* the actor had already ended when watched or linked */
 #define TR_EXIT_KILLED (-102)   /* killed with this reason, which cannot be trapped */
 #define TR_EXIT_RESTARTS (-103) /* a supervisor gave up: its restart budget ran out */
+#define TR_EXIT_NODEDOWN (-104) /* its node went down: the process ended or fell silent */
 
 /* Message types from TR_MSG_SYSTEM up are the runtime's: actors receive them
  * (from the system lane, ahead of their other messages) but may not send
@@ -101,12 +103,18 @@ static inline bool tr_addr_is_none(tr_addr a) { return a.bits == 0; }
 #define TR_MSG_EXIT 0xffff0002u /* a linked actor ended (when trapping exits); payload tr_exit_info */
 #define TR_MSG_TIMEOUT 0xffff0003u /* nothing arrived in time (tr_receive_timeout); no payload */
 #define TR_MSG_ASK_TIMEOUT 0xffff0004u /* a tr_ask got no reply in time; payload: uint64_t ref */
+#define TR_MSG_SPAWNED 0xffff0005u /* the answer to tr_spawn_remote; payload tr_spawned */
 
 typedef struct tr_down {
     tr_addr actor;  /* who ended */
     int32_t reason; /* why; TR_EXIT_NOPROC if it had ended before the monitor */
     uint64_t ref;   /* the monitor, as tr_monitor returned it */
 } tr_down;
+
+typedef struct tr_spawned {
+    tr_addr actor; /* the new actor, or TR_ADDR_NONE on error */
+    int32_t error; /* 0, or TR_ENOENT (no such behaviour there), TR_ENOMEM, ... */
+} tr_spawned;
 
 typedef struct tr_exit_info {
     tr_addr actor; /* the linked actor that ended, or the one that called tr_kill */
@@ -140,6 +148,8 @@ typedef struct tr_config {
     unsigned workers; /* worker threads; 0 = one per online CPU */
     unsigned batch;   /* messages an actor handles per turn before others run; 0 = 64 */
     uint16_t node_id; /* this process's node number in addresses; 0 by default */
+    uint32_t heartbeat_ms; /* idle node connections send a heartbeat this often, and a peer
+                              silent for 4 of them is down; 0 = 1000 */
 } tr_config;
 
 /* Fills cfg with the defaults. Any thread. */
@@ -173,6 +183,7 @@ typedef struct tr_stats {
     uint64_t dead_letters; /* messages to actors that had ended (or dropped at shutdown) */
     uint64_t late_replies; /* replies that came after their ask had timed out */
     uint64_t overflowed;   /* messages dropped or refused by full bounded mailboxes */
+    uint64_t node_dropped; /* frames to nodes with no connection (down, or never joined) */
     unsigned workers;
 } tr_stats;
 
@@ -475,7 +486,11 @@ TR_API char *tr_addr_format(tr_addr addr, char *buf, size_t size);
  * Messages marked TR_MSG_LOCAL are refused for remote sends (TR_ELOCAL);
  * payloads are copied byte for byte (use msgpack for portable ones). Across
  * nodes delivery is at most once; per sender–receiver pair, in order.
- * Not yet across nodes: asks, links and monitors, remote spawn. */
+ * Asks, links and monitors work across nodes as within one. When a node
+ * goes down (its connection closes, or it falls silent for 4 heartbeats),
+ * every monitor of an actor there gets a down with TR_EXIT_NODEDOWN and
+ * every link to one fires with that reason. Monitoring or linking an actor
+ * of a node that is not connected gives that down at once. */
 
 /* Connects this system to a peer over fd (a Unix socket or pipe end; the
  * system takes it), speaking docs/wire.md. Both systems need distinct,
@@ -492,6 +507,37 @@ TR_API int tr_send_named_node(tr_ctx *ctx, uint16_t node, const char *name, tr_m
 
 /* The node an address belongs to. Any thread. */
 TR_API uint16_t tr_addr_node(tr_addr addr);
+
+/* The address that stands for a whole node: the `actor` of the down that
+ * tr_monitor_node gives. No actor has it. Any thread. */
+TR_API tr_addr tr_node_addr(uint16_t node);
+
+/* Monitors a node: a TR_MSG_DOWN with actor tr_node_addr(node) and reason
+ * TR_EXIT_NODEDOWN comes when it goes down (at once if it is not connected
+ * now). Stored in *ref (may be NULL); tr_demonitor cancels it. Returns 0,
+ * TR_EINVAL or TR_ENOMEM. Handler only. */
+TR_API int tr_monitor_node(tr_ctx *ctx, uint16_t node, uint64_t *ref);
+
+/* Makes beh spawnable by name (beh->name, at most 63 bytes) from other nodes
+ * with tr_spawn_remote. beh is borrowed for the system's life. Returns 0,
+ * TR_EINVAL, TR_EEXIST (the name is taken) or TR_ENOMEM. Any thread. */
+TR_API int tr_register_behavior(tr_system *sys, const tr_behavior *beh);
+
+/* Asks node (this one included) to spawn the behaviour registered there as
+ * name, with init as its init message (may be NULL; taken; it must not be
+ * marked local). The answer comes as a TR_MSG_SPAWNED message with
+ * tr_reply_to(ctx) == *ref: the new actor, or an error (TR_ENOENT when the
+ * node has no such behaviour); or, after timeout_ms, as TR_MSG_ASK_TIMEOUT
+ * (as for tr_ask; also when the node goes down meanwhile). Returns 0,
+ * TR_EINVAL, TR_ELOCAL, TR_ENODE (not connected to node) or TR_ENOMEM.
+ * Handler only. */
+TR_API int tr_spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
+                           uint64_t timeout_ms, uint64_t *ref);
+
+/* As tr_spawn_remote, with the answer (msg of type TR_MSG_SPAWNED) or
+ * TR_ETIMEDOUT given to fn, as for tr_ask_then. Handler only. */
+TR_API int tr_spawn_remote_then(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
+                                uint64_t timeout_ms, tr_reply_fn fn, void *arg);
 
 /* Starts program (a path) as a child node numbered node, exec'd with argv
  * (argv[0] is replaced by program; NULL-terminated; may be NULL), our

@@ -138,12 +138,8 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
         tr_msg_unref(msg);
         return TR_ESTOPPED;
     }
-    if (addr_node(to) != sys->node_id) { /* another process: asks do not cross yet */
-        if (!ref)
-            return actor_remote_send(sys, from, to, msg, system_lane);
-        tr_msg_unref(msg);
-        return TR_EINVAL;
-    }
+    if (addr_node(to) != sys->node_id) /* another process */
+        return actor_remote_send(sys, from, to, msg, system_lane, ref);
     msg_link *link = ref ? msg_link_with_ref(msg, from, ref) : msg_link_for_send(msg, from);
     if (!link) {
         tr_msg_unref(msg);

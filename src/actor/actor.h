@@ -148,6 +148,8 @@ struct tr_system {
     struct io_loop *io;        /* the io thread, made on first use */
     struct timer_registry *timers;
     struct node *node; /* connections to other nodes, made on first connect */
+    struct remote_registry *remote; /* peers, remote watchers, spawnable behaviours */
+    uint32_t heartbeat_ms;
 };
 
 /* The runtime's own messages in the system lane (users see only the public
@@ -160,6 +162,7 @@ struct tr_system {
 #define SYS_KILL (SYS_LINK + 5u)           /* from: the killer; payload: int32_t reason */
 #define SYS_RECV_TIMEOUT (SYS_LINK + 6u)   /* from: self; payload: uint64_t generation */
 #define SYS_ASK_TIMEOUT (SYS_LINK + 7u)    /* from: self; payload: uint64_t ask ref */
+#define SYS_NODE_DOWN (SYS_LINK + 8u)      /* from: the node's address; payload: uint64_t node */
 
 struct tr_ctx {
     tr_system *sys;
@@ -184,6 +187,13 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
 /* Asks (ask.c), on the asking actor's runner: a reply that arrived in the
  * system lane (true: hand it to receive), and an ask's deadline. */
 bool ask_take_reply(tr_ctx *ctx, actor *a, msg_link *link);
+/* Starts an ask: registers it under a new reference, calls send(ctx, ref,
+ * data) to send the request, and arms the deadline if send returns 0 (else
+ * returns what send did). The answer must come into the asker's system lane
+ * with that reference. Handler only. */
+typedef int (*ask_send_fn)(tr_ctx *ctx, uint64_t ref, void *data);
+int ask_start(tr_ctx *ctx, ask_send_fn send, void *data, uint64_t timeout_ms, tr_reply_fn fn,
+              void *arg, uint64_t *ref_out);
 void ask_timed_out(tr_ctx *ctx, actor *a, uint64_t ref);
 
 /* Names (names.c): the registry is made with the system; an ending actor's
@@ -201,6 +211,8 @@ void names_release(tr_system *sys, const char *name, tr_addr owner);
 bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link);
 void watch_fire(tr_ctx *ctx, actor *a, int reason);
 void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason);
+void watch_answer_dead_msg(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr from,
+                           const tr_msg *m, int reason);
 void watch_free(tr_ctx *ctx, actor *a);
 /* Links a child not yet running with the spawning actor: 0 or TR_ENOMEM. */
 int watch_link_new(tr_ctx *parent, actor *child, tr_addr child_addr);
@@ -223,10 +235,19 @@ int actor_timer_internal(tr_ctx *ctx, tr_msg *msg, uint64_t delay_ms, tr_timer *
 bool mute_after_turn(tr_ctx *ctx, actor *a);
 void mute_release(tr_system *sys, sched_worker *w, actor *a);
 
-/* Other nodes (remote.c): a send to an address of another node (takes msg),
- * and freeing the node after the io loop stopped. */
-int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane);
+/* Other nodes (remote.c): a send to an address of another node, with an ask
+ * reference or 0 (takes msg); frames dropped for want of a connection; and
+ * freeing the node after the io loop stopped. */
+int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
+                      uint64_t ref);
+uint64_t actor_remote_dropped(tr_system *sys);
 void actor_remote_free(tr_system *sys);
+/* The running actor watches (monitors or links) something on node: it is
+ * told with SYS_NODE_DOWN when that node goes down. Returns 0, TR_ENODE (it
+ * is down already, or was never connected) or TR_ENOMEM. remote_unwatch
+ * forgets an ending actor. */
+int remote_watch(tr_ctx *ctx, uint16_t node);
+void remote_unwatch(tr_system *sys, tr_addr local);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);

@@ -40,39 +40,58 @@ static int add_ask(actor_ext *x, pending_ask ask)
     return 0;
 }
 
-static int ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms, tr_reply_fn fn,
-               void *arg, uint64_t *ref_out)
+int ask_start(tr_ctx *ctx, ask_send_fn send, void *data, uint64_t timeout_ms, tr_reply_fn fn,
+              void *arg, uint64_t *ref_out)
 {
-    actor_ext *x = ctx ? ext_of(ctx->self) : NULL;
-    int rc = !ctx ? TR_EINVAL : !x ? TR_ENOMEM : !request ? TR_EINVAL : 0;
-    if (rc == 0 && request->type >= TR_MSG_SYSTEM)
-        rc = TR_EINVAL;
-    if (rc != 0) {
-        tr_msg_unref(request);
-        return rc;
-    }
+    actor_ext *x = ext_of(ctx->self);
+    if (!x)
+        return TR_ENOMEM;
     /* relaxed: only uniqueness matters. */
     uint64_t ref = atomic_fetch_add_explicit(&ctx->sys->next_ref, 1, memory_order_relaxed) + 1;
     tr_msg *deadline = tr_msg_new(SYS_ASK_TIMEOUT, &ref, sizeof ref);
     if (!deadline || add_ask(x, (pending_ask){ref, 0, fn, arg}) != 0) {
         tr_msg_unref(deadline);
-        tr_msg_unref(request);
         return TR_ENOMEM;
     }
     ctx->sent++;
-    rc = actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, target, request, false, ref);
+    int rc = send(ctx, ref, data);
     if (rc != 0) {
         pending_ask gone;
         take_ask(x, ref, &gone);
         tr_msg_unref(deadline);
         return rc;
     }
+    /* The answer comes through our system lane, so the ask is still ours. */
     tr_timer timer = 0;
     if (actor_timer_internal(ctx, deadline, timeout_ms, &timer) == 0)
         x->asks.items[find_ask(&x->asks, ref)].timer = timer;
     if (ref_out)
         *ref_out = ref;
     return 0;
+}
+
+typedef struct request {
+    tr_addr target;
+    tr_msg *msg;
+} request;
+
+static int send_request(tr_ctx *ctx, uint64_t ref, void *data)
+{
+    request *r = data;
+    tr_msg *msg = r->msg;
+    r->msg = NULL; /* taken by the send, whatever it returns */
+    return actor_deliver(ctx->sys, ctx->worker, ctx->self_addr, r->target, msg, false, ref);
+}
+
+static int ask(tr_ctx *ctx, tr_addr target, tr_msg *msg, uint64_t timeout_ms, tr_reply_fn fn,
+               void *arg, uint64_t *ref_out)
+{
+    int rc = !ctx || !msg || msg->type >= TR_MSG_SYSTEM ? TR_EINVAL : 0;
+    request r = {target, msg};
+    if (rc == 0)
+        rc = ask_start(ctx, send_request, &r, timeout_ms, fn, arg, ref_out);
+    tr_msg_unref(r.msg); /* still ours if the send never ran */
+    return rc;
 }
 
 int tr_ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms, uint64_t *ref)

@@ -35,6 +35,7 @@ typedef struct actor_ext {
     watch_list watchers; /* who monitors this one, with their refs */
     watch_list watching; /* this one's monitors: target and ref */
     bool trap_exit;
+    bool remote_watch;          /* it watches something on another node (remote.c) */
     tr_timer receive_timer;     /* the armed receive timeout, or 0 */
     uint64_t receive_timer_gen; /* which arming it belongs to */
     ask_list asks;              /* this one's asks still waiting for a reply */

@@ -5,6 +5,7 @@
 
 #include "../io/process.h"
 #include "../node/node.h"
+#include "ext.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,309 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane)
+/* ---- what this node knows of others: peers' states, who watches actors
+ * on them, and the behaviours others may spawn here. Guarded by lock. ---- */
+
+enum { PEER_UNKNOWN = 0, PEER_UP, PEER_DOWN };
+
+typedef struct remote_watcher {
+    uint16_t node;
+    tr_addr local;
+} remote_watcher;
+
+typedef struct remote_registry {
+    pthread_mutex_t lock;
+    uint8_t peer[UINT16_MAX + 1];
+    remote_watcher *watchers; /* local actors with a monitor or link on a node */
+    uint32_t count, capacity;
+    const tr_behavior **behaviors;
+    uint32_t behavior_count, behavior_capacity;
+} remote_registry;
+
+/* The registry, made on first use; NULL when out of memory. */
+static remote_registry *registry(tr_system *sys)
 {
-    actor_deliver(arg, NULL, from, to, msg, system_lane, 0);
+    pthread_mutex_lock(&sys->io_lock);
+    if (!sys->remote && (sys->remote = calloc(1, sizeof *sys->remote)))
+        pthread_mutex_init(&sys->remote->lock, NULL);
+    remote_registry *r = sys->remote;
+    pthread_mutex_unlock(&sys->io_lock);
+    return r;
+}
+
+/* Whether a frame to node can arrive: it is up, or it may be the peer of a
+ * handshake under way. With r->lock held. */
+static bool reachable(tr_system *sys, remote_registry *r, uint16_t node)
+{
+    uint8_t state = r->peer[node];
+    return state == PEER_UP || (state == PEER_UNKNOWN && sys->node && node_handshaking(sys->node) > 0);
+}
+
+int remote_watch(tr_ctx *ctx, uint16_t node)
+{
+    remote_registry *r = registry(ctx->sys);
+    actor_ext *x = ext_of(ctx->self);
+    if (!r || !x)
+        return TR_ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    if (!reachable(ctx->sys, r, node)) {
+        rc = TR_ENODE;
+        goto out;
+    }
+    for (uint32_t i = 0; i < r->count; i++)
+        if (r->watchers[i].node == node && tr_addr_eq(r->watchers[i].local, ctx->self_addr))
+            goto out;
+    remote_watcher *w = ext_room_for_one(r->watchers, r->count, &r->capacity, sizeof *w);
+    if (!w) {
+        rc = TR_ENOMEM;
+        goto out;
+    }
+    r->watchers = w;
+    r->watchers[r->count++] = (remote_watcher){node, ctx->self_addr};
+    x->remote_watch = true;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+/* Removes the entries of local (node 0: every node) or, with local none,
+ * those of node, moving them to out (may be NULL) when it has room. */
+static uint32_t take_watchers(remote_registry *r, uint16_t node, tr_addr local,
+                              remote_watcher *out, uint32_t room)
+{
+    uint32_t taken = 0;
+    for (uint32_t i = 0; i < r->count;) {
+        remote_watcher w = r->watchers[i];
+        bool match = tr_addr_is_none(local) ? w.node == node : tr_addr_eq(w.local, local);
+        if (!match || (out && taken == room)) {
+            i++;
+            continue;
+        }
+        if (out)
+            out[taken] = w;
+        taken++;
+        r->watchers[i] = r->watchers[--r->count];
+    }
+    return taken;
+}
+
+void remote_unwatch(tr_system *sys, tr_addr local)
+{
+    remote_registry *r = sys->remote;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    take_watchers(r, 0, local, NULL, 0);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void set_peer(tr_system *sys, uint16_t peer, uint8_t state)
+{
+    remote_registry *r = registry(sys);
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->peer[peer] = state;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Node peer went down: every local actor watching something there hears it
+ * (and works out which of its monitors and links that ends). */
+static void node_down(tr_system *sys, uint16_t peer)
+{
+    remote_registry *r = registry(sys);
+    if (!r)
+        return;
+    for (;;) {
+        remote_watcher batch[64];
+        pthread_mutex_lock(&r->lock);
+        r->peer[peer] = PEER_DOWN;
+        uint32_t n = take_watchers(r, peer, TR_ADDR_NONE, batch, 64);
+        pthread_mutex_unlock(&r->lock);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t node = peer;
+            tr_msg *m = tr_msg_new(SYS_NODE_DOWN, &node, sizeof node);
+            if (m)
+                actor_deliver(sys, NULL, tr_node_addr(peer), batch[i].local, m, true, 0);
+        }
+        if (n < 64)
+            return;
+    }
+}
+
+int tr_register_behavior(tr_system *sys, const tr_behavior *beh)
+{
+    size_t len = beh && beh->name ? strlen(beh->name) : 0;
+    if (!sys || !beh || !beh->receive || len == 0 || len > TR_NAME_MAX)
+        return TR_EINVAL;
+    remote_registry *r = registry(sys);
+    if (!r)
+        return TR_ENOMEM;
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < r->behavior_count; i++)
+        if (strcmp(r->behaviors[i]->name, beh->name) == 0) {
+            rc = TR_EEXIST;
+            goto out;
+        }
+    const tr_behavior **b = ext_room_for_one(r->behaviors, r->behavior_count,
+                                             &r->behavior_capacity, sizeof *b);
+    if (!b) {
+        rc = TR_ENOMEM;
+        goto out;
+    }
+    r->behaviors = b;
+    r->behaviors[r->behavior_count++] = beh;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+static const tr_behavior *find_behavior(tr_system *sys, const char *name)
+{
+    remote_registry *r = sys->remote;
+    const tr_behavior *found = NULL;
+    if (!r)
+        return NULL;
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < r->behavior_count && !found; i++)
+        if (strcmp(r->behaviors[i]->name, name) == 0)
+            found = r->behaviors[i];
+    pthread_mutex_unlock(&r->lock);
+    return found;
+}
+
+/* Spawns the behaviour registered as name here (from ctx's handler, or
+ * outside when ctx is NULL). Takes init. */
+static int spawn_registered(tr_system *sys, tr_ctx *ctx, const char *name, tr_msg *init,
+                            tr_addr *out)
+{
+    const tr_behavior *beh = find_behavior(sys, name);
+    *out = TR_ADDR_NONE;
+    if (!beh) {
+        tr_msg_unref(init);
+        return TR_ENOENT;
+    }
+    return ctx ? tr_spawn(ctx, beh, init, out) : tr_system_spawn(sys, beh, init, out);
+}
+
+/* Hands asker the answer to its spawn request ref. */
+static void spawn_answer(tr_system *sys, sched_worker *w, tr_addr asker, tr_addr spawned,
+                         uint64_t ref, int error)
+{
+    tr_spawned answer;
+    memset(&answer, 0, sizeof answer);
+    answer.actor = error ? TR_ADDR_NONE : spawned;
+    answer.error = error;
+    tr_msg *m = tr_msg_new(TR_MSG_SPAWNED, &answer, sizeof answer);
+    if (m)
+        actor_deliver(sys, w, spawned, asker, m, true, ref);
+}
+
+typedef struct spawn_request {
+    uint16_t node;
+    const char *name;
+    tr_msg *init;
+} spawn_request;
+
+static int send_spawn(tr_ctx *ctx, uint64_t ref, void *data)
+{
+    spawn_request *req = data;
+    tr_system *sys = ctx->sys;
+    tr_msg *init = req->init;
+    req->init = NULL; /* taken here, whatever happens */
+    if (req->node == sys->node_id) {
+        tr_addr spawned;
+        int rc = spawn_registered(sys, ctx, req->name, init, &spawned);
+        spawn_answer(sys, ctx->worker, ctx->self_addr, spawned, ref, rc);
+        return 0;
+    }
+    remote_registry *r = registry(sys);
+    if (!r) {
+        tr_msg_unref(init);
+        return TR_ENOMEM;
+    }
+    pthread_mutex_lock(&r->lock);
+    bool up = reachable(sys, r, req->node);
+    pthread_mutex_unlock(&r->lock);
+    if (!up) {
+        tr_msg_unref(init);
+        return TR_ENODE;
+    }
+    return node_spawn(sys->node, req->node, req->name, init, ctx->self_addr, ref);
+}
+
+static int spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
+                        uint64_t timeout_ms, tr_reply_fn fn, void *arg, uint64_t *ref)
+{
+    size_t len = name ? strlen(name) : 0;
+    spawn_request req = {node, name, init};
+    int rc = !ctx || node == 0 || len == 0 || len > TR_NAME_MAX ? TR_EINVAL
+             : init && (init->flags & TR_MSG_LOCAL) && node != ctx->sys->node_id ? TR_ELOCAL
+                                                                                 : 0;
+    if (rc == 0)
+        rc = ask_start(ctx, send_spawn, &req, timeout_ms, fn, arg, ref);
+    tr_msg_unref(req.init); /* still ours if the request was never sent */
+    return rc;
+}
+
+int tr_spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
+                    uint64_t timeout_ms, uint64_t *ref)
+{
+    return spawn_remote(ctx, node, name, init, timeout_ms, NULL, NULL, ref);
+}
+
+int tr_spawn_remote_then(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
+                         uint64_t timeout_ms, tr_reply_fn fn, void *arg)
+{
+    if (!fn) {
+        tr_msg_unref(init);
+        return TR_EINVAL;
+    }
+    return spawn_remote(ctx, node, name, init, timeout_ms, fn, arg, NULL);
+}
+
+/* ---- what arrives from other nodes (io loop thread) ---------------------- */
+
+/* Whether a peer may send this into an actor's lane. Runtime messages it
+ * may send are those of links and monitors, with their exact payloads. */
+static bool allowed(const tr_msg *m, bool system_lane, uint64_t ref)
+{
+    if (m->type < TR_MSG_SYSTEM)
+        return !system_lane || ref != 0; /* a user message, or the answer to an ask */
+    if (!system_lane || ref != 0)
+        return false;
+    switch (m->type) {
+    case SYS_LINK:
+    case SYS_UNLINK:
+        return m->len == 0;
+    case SYS_MONITOR:
+    case SYS_DEMONITOR:
+        return m->len == sizeof(uint64_t);
+    case SYS_LINK_EXIT:
+    case SYS_KILL:
+        return m->len == sizeof(int32_t);
+    case TR_MSG_DOWN:
+        return m->len == sizeof(tr_down);
+    default:
+        return false;
+    }
+}
+
+static int deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
+                      uint64_t ref)
+{
+    tr_system *sys = arg;
+    if (!allowed(msg, system_lane, ref)) {
+        tr_msg_unref(msg);
+        return TR_EPROTO;
+    }
+    tr_msg *kept = system_lane && !ref ? tr_msg_ref(msg) : NULL;
+    if (actor_deliver(sys, NULL, from, to, msg, system_lane, ref) == TR_EDEAD && kept)
+        watch_answer_dead_msg(sys, NULL, to, from, kept, TR_EXIT_NOPROC);
+    tr_msg_unref(kept);
+    return 0;
 }
 
 static void deliver_named_in(void *arg, const char *name, tr_addr from, tr_msg *msg)
@@ -30,15 +331,35 @@ static void deliver_named_in(void *arg, const char *name, tr_addr from, tr_msg *
     actor_deliver(sys, NULL, from, to, msg, false, 0);
 }
 
+static void spawn_in(void *arg, uint16_t peer, const char *name, tr_msg *init, tr_addr asker,
+                     uint64_t ref)
+{
+    tr_system *sys = arg;
+    tr_addr spawned;
+    int rc = spawn_registered(sys, NULL, name, init, &spawned);
+    node_spawn_reply(sys->node, peer, asker, spawned, ref, rc);
+}
+
+static void spawn_reply_in(void *arg, tr_addr asker, tr_addr spawned, uint64_t ref, int error)
+{
+    spawn_answer(arg, NULL, asker, spawned, ref, error);
+}
+
+static void connection_up(void *arg, uint16_t peer) { set_peer(arg, peer, PEER_UP); }
+
 static void connection_closed(void *arg, uint16_t peer, int error, const char *why)
 {
-    (void)peer, (void)error, (void)why; /* logged by the node; node-down comes next */
+    (void)error, (void)why; /* logged by the node */
     tr_system *sys = arg;
+    if (peer)
+        node_down(sys, peer);
     sched_release(&sys->sched); /* the connection no longer keeps the system up */
 }
 
 static const node_callbacks callbacks = {
-    .deliver = deliver_in, .deliver_named = deliver_named_in, .connection_closed = connection_closed};
+    .deliver = deliver_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
+    .spawn_reply = spawn_reply_in, .connection_up = connection_up,
+    .connection_closed = connection_closed};
 
 int tr_system_connect(tr_system *sys, int fd)
 {
@@ -50,7 +371,7 @@ int tr_system_connect(tr_system *sys, int fd)
         return rc;
     pthread_mutex_lock(&sys->io_lock);
     if (!sys->node)
-        rc = node_new(sys->node_id, io, &callbacks, sys, &sys->node);
+        rc = node_new(sys->node_id, sys->heartbeat_ms, io, &callbacks, sys, &sys->node);
     pthread_mutex_unlock(&sys->io_lock);
     if (rc != 0)
         return rc;
@@ -61,14 +382,15 @@ int tr_system_connect(tr_system *sys, int fd)
     return rc;
 }
 
-int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane)
+int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
+                      uint64_t ref)
 {
     if (!sys->node) { /* not connected to anyone */
         atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
         tr_msg_unref(msg);
         return TR_EDEAD;
     }
-    return node_send(sys->node, from, to, msg, system_lane);
+    return node_send(sys->node, from, to, msg, system_lane, ref);
 }
 
 int tr_send_named_node(tr_ctx *ctx, uint16_t node_id, const char *name, tr_msg *msg)
@@ -89,10 +411,27 @@ int tr_send_named_node(tr_ctx *ctx, uint16_t node_id, const char *name, tr_msg *
 
 uint16_t tr_addr_node(tr_addr addr) { return addr_node(addr); }
 
+tr_addr tr_node_addr(uint16_t node) { return addr_make(node, 0, 0); }
+
+uint64_t actor_remote_dropped(tr_system *sys)
+{
+    pthread_mutex_lock(&sys->io_lock);
+    uint64_t n = sys->node ? node_dropped(sys->node) : 0;
+    pthread_mutex_unlock(&sys->io_lock);
+    return n;
+}
+
 void actor_remote_free(tr_system *sys)
 {
     node_free(sys->node); /* after the io loop stopped: connections are closed */
     sys->node = NULL;
+    if (sys->remote) {
+        pthread_mutex_destroy(&sys->remote->lock);
+        free(sys->remote->watchers);
+        free(sys->remote->behaviors);
+        free(sys->remote);
+        sys->remote = NULL;
+    }
 }
 
 /* ---- child nodes ------------------------------------------------------- */

@@ -39,6 +39,8 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     sys->io = NULL;
     sys->timers = NULL;
     sys->node = NULL;
+    sys->remote = NULL;
+    sys->heartbeat_ms = c.heartbeat_ms ? c.heartbeat_ms : 1000;
     atomic_init(&sys->late_replies, 0);
     atomic_init(&sys->overflowed, 0);
     sys->pool = pool_new();
@@ -90,10 +92,10 @@ void tr_system_free(tr_system *sys)
         return;
     atomic_store(&sys->closing, true);
     actor_io_free(sys); /* closes timers and connections */
-    actor_remote_free(sys);
-    pthread_mutex_destroy(&sys->io_lock);
     actor_limbo_flush(sys);
     actor_shutdown_all(sys);
+    actor_remote_free(sys);
+    pthread_mutex_destroy(&sys->io_lock);
     free(sys->limbo[0].snapshot);
     free(sys->limbo);
     names_fini(sys);
@@ -115,6 +117,7 @@ void tr_system_stats(tr_system *sys, tr_stats *out)
         .dead_letters = atomic_load(&sys->dead_letters),
         .late_replies = atomic_load(&sys->late_replies),
         .overflowed = atomic_load(&sys->overflowed),
+        .node_dropped = actor_remote_dropped(sys),
         .workers = s->nworkers,
     };
 }

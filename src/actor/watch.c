@@ -66,6 +66,8 @@ void watch_free(tr_ctx *ctx, actor *a)
         return;
     if (x->name)
         names_release(ctx->sys, x->name, ctx->self_addr);
+    if (x->remote_watch)
+        remote_unwatch(ctx->sys, ctx->self_addr);
     for (uint32_t i = 0; i < x->asks.count; i++)
         if (x->asks.items[i].timer)
             tr_timer_cancel(ctx->sys, x->asks.items[i].timer);
@@ -94,7 +96,11 @@ static int send_system(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to
 static void send_down(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr watcher,
                       uint64_t ref, int reason)
 {
-    tr_down d = {.actor = dead, .reason = reason, .ref = ref};
+    tr_down d;
+    memset(&d, 0, sizeof d); /* padding too: it may cross to another node */
+    d.actor = dead;
+    d.reason = reason;
+    d.ref = ref;
     send_system(sys, w, dead, watcher, TR_MSG_DOWN, &d, sizeof d);
 }
 
@@ -106,6 +112,39 @@ static void send_link_exit(tr_system *sys, sched_worker *w, tr_addr dead, tr_add
 }
 
 /* ---- the API ----------------------------------------------------------- */
+
+/* For an actor on another node: registers the running actor to hear when
+ * that node goes down (0, TR_ENODE when it is down already, TR_ENOMEM). */
+static int watch_remote(tr_ctx *ctx, tr_addr target)
+{
+    uint16_t node = addr_node(target);
+    return node == ctx->sys->node_id ? 0 : remote_watch(ctx, node);
+}
+
+static int exit_reason_of(int rc) { return rc == TR_ENODE ? TR_EXIT_NODEDOWN : TR_EXIT_NOPROC; }
+
+static bool is_node_addr(tr_addr a) { return addr_index(a) == 0 && addr_gen(a) == 0; }
+
+int tr_monitor_node(tr_ctx *ctx, uint16_t node, uint64_t *ref)
+{
+    actor_ext *x = ctx && node ? ext_of(ctx->self) : NULL;
+    if (!x)
+        return ctx && node ? TR_ENOMEM : TR_EINVAL;
+    /* relaxed: only uniqueness matters. */
+    uint64_t r = atomic_fetch_add_explicit(&ctx->sys->next_ref, 1, memory_order_relaxed) + 1;
+    tr_addr target = tr_node_addr(node);
+    int rc = ext_list_add(&x->watching, target, r);
+    if (rc != 0)
+        return rc;
+    if (ref)
+        *ref = r;
+    rc = node == ctx->sys->node_id ? 0 : remote_watch(ctx, node);
+    if (rc == TR_ENODE)
+        send_down(ctx->sys, ctx->worker, target, ctx->self_addr, r, TR_EXIT_NODEDOWN);
+    else if (rc != 0)
+        ext_list_remove(&x->watching, target, r);
+    return rc == TR_ENODE ? 0 : rc;
+}
 
 int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
 {
@@ -119,9 +158,11 @@ int tr_monitor(tr_ctx *ctx, tr_addr target, uint64_t *ref)
         return rc;
     if (ref)
         *ref = r;
-    rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_MONITOR, &r, sizeof r);
-    if (rc == TR_EDEAD) /* already gone: the down comes at once */
-        send_down(ctx->sys, ctx->worker, target, ctx->self_addr, r, TR_EXIT_NOPROC);
+    rc = watch_remote(ctx, target);
+    if (rc == 0)
+        rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_MONITOR, &r, sizeof r);
+    if (rc == TR_EDEAD || rc == TR_ENODE) /* already gone: the down comes at once */
+        send_down(ctx->sys, ctx->worker, target, ctx->self_addr, r, exit_reason_of(rc));
     else if (rc != 0) {
         ext_list_remove(&x->watching, target, r);
         return rc;
@@ -137,7 +178,8 @@ int tr_demonitor(tr_ctx *ctx, uint64_t ref)
         return TR_EINVAL;
     tr_addr target = x->watching.items[i].actor;
     ext_list_remove(&x->watching, target, ref);
-    send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_DEMONITOR, &ref, sizeof ref);
+    if (!is_node_addr(target))
+        send_system(ctx->sys, ctx->worker, ctx->self_addr, target, SYS_DEMONITOR, &ref, sizeof ref);
     return 0;
 }
 
@@ -153,9 +195,11 @@ int tr_link(tr_ctx *ctx, tr_addr other)
     int rc = ext_list_add(&x->links, other, 0);
     if (rc != 0)
         return rc;
-    rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_LINK, NULL, 0);
-    if (rc == TR_EDEAD) /* as if it ended now */
-        send_link_exit(ctx->sys, ctx->worker, other, ctx->self_addr, TR_EXIT_NOPROC);
+    rc = watch_remote(ctx, other);
+    if (rc == 0)
+        rc = send_system(ctx->sys, ctx->worker, ctx->self_addr, other, SYS_LINK, NULL, 0);
+    if (rc == TR_EDEAD || rc == TR_ENODE) /* as if it ended now */
+        send_link_exit(ctx->sys, ctx->worker, other, ctx->self_addr, exit_reason_of(rc));
     else if (rc != 0) {
         ext_list_remove(&x->links, other, 0);
         return rc;
@@ -232,6 +276,37 @@ static bool exit_signal(tr_ctx *ctx, actor_ext *x, tr_addr from, int32_t reason)
     return false;
 }
 
+/* The index of the first entry for an actor on node, or -1. */
+static int64_t find_on_node(const watch_list *l, uint16_t node)
+{
+    for (uint32_t i = 0; i < l->count; i++)
+        if (addr_node(l->items[i].actor) == node)
+            return i;
+    return -1;
+}
+
+/* Node went down: each monitor of something there gets its down, each link
+ * to an actor there fires, and watchers there are forgotten. The lists are
+ * searched again after each delivery, which may change them. */
+static void node_down(tr_ctx *ctx, actor *a, uint16_t node)
+{
+    int64_t i;
+    while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->watching, node)) >= 0) {
+        watch_entry e = a->ext->watching.items[i];
+        ext_list_remove(&a->ext->watching, e.actor, e.ref);
+        tr_down d = {.actor = e.actor, .reason = TR_EXIT_NODEDOWN, .ref = e.ref};
+        deliver_now(ctx, a, e.actor, TR_MSG_DOWN, &d, sizeof d);
+    }
+    while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->links, node)) >= 0) {
+        tr_addr other = a->ext->links.items[i].actor;
+        ext_list_remove(&a->ext->links, other, 0);
+        exit_signal(ctx, a->ext, other, TR_EXIT_NODEDOWN);
+    }
+    while (a->ext && (i = find_on_node(&a->ext->watchers, node)) >= 0)
+        ext_list_remove(&a->ext->watchers, a->ext->watchers.items[i].actor,
+                        a->ext->watchers.items[i].ref);
+}
+
 bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
 {
     const tr_msg *m = link->msg;
@@ -256,8 +331,13 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
             ext_list_remove(&a->ext->watchers, from, payload_ref(m));
         return false;
     case SYS_LINK:
-        if ((x = ext_of(a)) && (ext_list_find(&x->links, from, 0) >= 0 || ext_list_add(&x->links, from, 0) == 0))
-            return false;
+        if ((x = ext_of(a)) && (ext_list_find(&x->links, from, 0) >= 0 || ext_list_add(&x->links, from, 0) == 0)) {
+            int rc = watch_remote(ctx, from);
+            if (rc == 0)
+                return false;
+            ext_list_remove(&x->links, from, 0); /* its node is gone already */
+            return exit_signal(ctx, x, from, exit_reason_of(rc));
+        }
         send_link_exit(ctx->sys, ctx->worker, ctx->self_addr, from, TR_EXIT_NOPROC);
         return false;
     case SYS_UNLINK:
@@ -272,6 +352,9 @@ bool watch_handle(tr_ctx *ctx, actor *a, msg_link *link)
         return exit_signal(ctx, a->ext, from, payload_reason(m));
     case SYS_ASK_TIMEOUT:
         ask_timed_out(ctx, a, payload_ref(m));
+        return false;
+    case SYS_NODE_DOWN:
+        node_down(ctx, a, (uint16_t)payload_ref(m));
         return false;
     case SYS_RECV_TIMEOUT: /* only the arming still in force counts */
         if (!a->ext || !a->ext->receive_timer || payload_ref(m) != a->ext->receive_timer_gen)
@@ -297,13 +380,18 @@ void watch_fire(tr_ctx *ctx, actor *a, int reason)
     x->watchers.count = x->links.count = 0;
 }
 
+void watch_answer_dead_msg(tr_system *sys, sched_worker *w, tr_addr dead, tr_addr from,
+                           const tr_msg *m, int reason)
+{
+    if (m->type == SYS_MONITOR)
+        send_down(sys, w, dead, from, payload_ref(m), reason);
+    else if (m->type == SYS_LINK)
+        send_link_exit(sys, w, dead, from, reason);
+}
+
 void watch_answer_dead(tr_system *sys, sched_worker *w, tr_addr dead, msg_link *link, int reason)
 {
-    const tr_msg *m = link->msg;
-    if (m->type == SYS_MONITOR)
-        send_down(sys, w, dead, link->from, payload_ref(m), reason);
-    else if (m->type == SYS_LINK)
-        send_link_exit(sys, w, dead, link->from, reason);
+    watch_answer_dead_msg(sys, w, dead, link->from, link->msg, reason);
     msg_link_release(link);
 }
 

@@ -1,4 +1,4 @@
-/* Connections between nodes: handshake, framing, routing. */
+/* Connections between nodes: handshake, framing, routing, heartbeats. */
 #include "node.h"
 
 #include "../transport/transport.h"
@@ -15,36 +15,51 @@ typedef struct connection {
     const transport_ops *ops;
     transport *t;
     wire_reader reader;
-    uint16_t peer; /* 0 until the HELLO arrived */
-    const char *why; /* the protocol error that closed it, if any */
+    uint16_t peer;              /* 0 until the HELLO arrived */
+    const char *why;            /* the protocol error that closed it, if any */
+    uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
 } connection;
+
+/* The heartbeat timer: one for all connections. */
+typedef struct beat_timer {
+    io_closable closable; /* first: the loop closes a still-open handle with it */
+    uv_timer_t timer;
+    node *node;
+} beat_timer;
 
 struct node {
     uint16_t id;
+    uint32_t heartbeat_ms;
     io_loop *io;
     const node_callbacks *cb;
     void *arg;
     /* Loop thread only. */
+    uv_loop_t *loop;             /* known from the first connection */
     connection *connections;
-    unsigned handshaking;        /* connections whose peer is not known yet */
     struct frame_task *waiting;  /* frames for an unknown node, while handshaking */
+    beat_timer *beat;            /* started with the first connection */
+    _Atomic unsigned handshaking; /* connections whose peer is not known yet */
     _Atomic uint64_t dropped;
 };
 
-int node_new(uint16_t id, io_loop *io, const node_callbacks *cb, void *arg, node **out)
+int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
+             void *arg, node **out)
 {
-    if (id == 0 || !io || !cb)
+    if (id == 0 || heartbeat_ms == 0 || !io || !cb)
         return TR_EINVAL;
     node *n = calloc(1, sizeof *n);
     if (!n)
         return TR_ENOMEM;
-    *n = (node){.id = id, .io = io, .cb = cb, .arg = arg};
+    *n = (node){.id = id, .heartbeat_ms = heartbeat_ms, .io = io, .cb = cb, .arg = arg};
+    atomic_init(&n->handshaking, 0);
     atomic_init(&n->dropped, 0);
     *out = n;
     return 0;
 }
 
 uint64_t node_dropped(node *n) { return atomic_load(&n->dropped); }
+
+unsigned node_handshaking(node *n) { return atomic_load(&n->handshaking); }
 
 /* ---- frames out ----------------------------------------------------------- */
 
@@ -66,6 +81,12 @@ static connection *route(node *n, uint16_t peer)
     return NULL;
 }
 
+static void conn_write(connection *c, void *bytes, size_t len)
+{
+    c->last_out = uv_now(c->node->loop);
+    c->ops->write(c->t, bytes, len);
+}
+
 static void drop(frame_task *f)
 {
     free(f->bytes);
@@ -79,9 +100,10 @@ static void write_on_loop(io_task *task, uv_loop_t *loop)
     node *n = f->node;
     connection *c = loop ? route(n, f->to_node) : NULL;
     if (c) {
-        c->ops->write(c->t, f->bytes, f->len);
+        conn_write(c, f->bytes, f->len);
         free(f);
-    } else if (loop && n->handshaking > 0) { /* its peer may be the one greeting us */
+    } else if (loop && atomic_load_explicit(&n->handshaking, memory_order_relaxed) > 0) {
+        /* its peer may be the one greeting us */
         frame_task **tail = &n->waiting;
         while (*tail)
             tail = &(*tail)->next_waiting;
@@ -96,16 +118,16 @@ static void write_on_loop(io_task *task, uv_loop_t *loop)
  * that peer, in order; once no handshake is left, drop the rest. */
 static void handshake_over(node *n, uint16_t peer)
 {
-    n->handshaking--;
+    unsigned left = atomic_fetch_sub(&n->handshaking, 1) - 1;
     connection *c = peer ? route(n, peer) : NULL;
     frame_task **p = &n->waiting;
     while (*p) {
         frame_task *f = *p;
         if (c && f->to_node == peer) {
             *p = f->next_waiting;
-            c->ops->write(c->t, f->bytes, f->len);
+            conn_write(c, f->bytes, f->len);
             free(f);
-        } else if (n->handshaking == 0) {
+        } else if (left == 0) {
             *p = f->next_waiting;
             drop(f);
         } else {
@@ -126,26 +148,54 @@ void node_free(node *n)
     free(n);
 }
 
-/* Builds header + body into one buffer and hands it to the loop. */
-static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const void *body)
+/* Header + body in one malloc'd buffer of *len bytes; NULL when out of memory. */
+static unsigned char *frame_bytes(const wire_header *h, const void *prefix, size_t prefix_len,
+                                  const void *body, size_t *len)
+{
+    *len = WIRE_HEADER_SIZE + h->length;
+    unsigned char *bytes = malloc(*len);
+    if (!bytes)
+        return NULL;
+    wire_encode_header(h, bytes);
+    if (prefix_len)
+        memcpy(bytes + WIRE_HEADER_SIZE, prefix, prefix_len);
+    if (body && h->length > prefix_len)
+        memcpy(bytes + WIRE_HEADER_SIZE + prefix_len, body, h->length - prefix_len);
+    return bytes;
+}
+
+/* Builds the frame (body: prefix then the rest) and hands it to the loop. */
+static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const void *prefix,
+                       size_t prefix_len, const void *body)
 {
     frame_task *f = malloc(sizeof *f);
-    unsigned char *bytes = malloc(WIRE_HEADER_SIZE + h->length);
-    if (!f || !bytes) {
+    size_t len;
+    unsigned char *bytes = f ? frame_bytes(h, prefix, prefix_len, body, &len) : NULL;
+    if (!bytes) {
         free(f);
-        free(bytes);
         return TR_ENOMEM;
     }
-    wire_encode_header(h, bytes);
-    if (h->length)
-        memcpy(bytes + WIRE_HEADER_SIZE, body, h->length);
-    *f = (frame_task){.task.run = write_on_loop, .node = n, .to_node = to_node,
-                      .len = WIRE_HEADER_SIZE + h->length, .bytes = bytes};
+    *f = (frame_task){.task.run = write_on_loop, .node = n, .to_node = to_node, .len = len,
+                      .bytes = bytes};
     io_loop_submit(n->io, &f->task);
     return 0;
 }
 
-int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane)
+/* Queues a frame whose body is the msgpack in buf. */
+static int queue_packed(node *n, uint16_t to_node, wire_header *h, const msgpack_sbuffer *buf)
+{
+    if (buf->size > WIRE_DEFAULT_MAX_BODY)
+        return TR_ETOOBIG;
+    h->length = (uint32_t)buf->size;
+    return queue_frame(n, to_node, h, NULL, 0, buf->data);
+}
+
+static uint16_t msg_wire_flags(const tr_msg *msg)
+{
+    return msg && (msg->flags & TR_MSG_MSGPACK) ? WIRE_FLAG_MSGPACK : 0;
+}
+
+int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane, uint64_t ref)
 {
     int rc = TR_EINVAL;
     if (!n || !msg)
@@ -153,21 +203,50 @@ int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane)
     rc = TR_ELOCAL;
     if (msg->flags & TR_MSG_LOCAL)
         goto out;
+    rc = TR_ETOOBIG;
+    if (msg->len > WIRE_DEFAULT_MAX_BODY - sizeof ref)
+        goto out;
+    unsigned char prefix[8];
+    size_t prefix_len = 0;
+    if (ref) {
+        wire_put64(prefix, ref);
+        prefix_len = sizeof prefix;
+    }
     wire_header h = {.op = WIRE_SEND,
-                     .flags = (uint16_t)((msg->flags & TR_MSG_MSGPACK ? WIRE_FLAG_MSGPACK : 0) |
-                                         (system_lane ? WIRE_FLAG_SYSTEM : 0)),
-                     .length = msg->len, .type = msg->type, .from = from.bits, .to = to.bits};
-    rc = queue_frame(n, (uint16_t)(to.bits >> 48), &h, msg->data);
+                     .flags = (uint16_t)(msg_wire_flags(msg) | (system_lane ? WIRE_FLAG_SYSTEM : 0) |
+                                         (ref ? WIRE_FLAG_REF : 0)),
+                     .length = (uint32_t)(prefix_len + msg->len), .type = msg->type,
+                     .from = from.bits, .to = to.bits};
+    rc = queue_frame(n, (uint16_t)(to.bits >> 48), &h, prefix, prefix_len, msg->data);
 out:
     tr_msg_unref(msg);
     return rc;
 }
 
+/* [name, bin or nil] and more, into buf: the start of the named-send and
+ * spawn bodies. */
+static void pack_name_and_payload(msgpack_packer *pk, size_t size, const char *name,
+                                  size_t name_len, const tr_msg *msg)
+{
+    msgpack_pack_array(pk, size);
+    msgpack_pack_str_with_body(pk, name, name_len);
+    if (msg)
+        msgpack_pack_bin_with_body(pk, msg->data, msg->len);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static bool name_ok(const char *name, size_t *len)
+{
+    *len = name ? strlen(name) : 0;
+    return *len > 0 && *len <= WIRE_NAME_MAX;
+}
+
 int node_send_named(node *n, uint16_t to_node, const char *name, tr_addr from, tr_msg *msg)
 {
     int rc = TR_EINVAL;
-    size_t name_len = name ? strlen(name) : 0;
-    if (!n || !msg || name_len == 0 || name_len > WIRE_NAME_MAX)
+    size_t name_len;
+    if (!n || !msg || !name_ok(name, &name_len))
         goto out;
     rc = TR_ELOCAL;
     if (msg->flags & TR_MSG_LOCAL)
@@ -176,16 +255,54 @@ int node_send_named(node *n, uint16_t to_node, const char *name, tr_addr from, t
     msgpack_sbuffer_init(&buf);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_str_with_body(&pk, name, name_len);
-    msgpack_pack_bin_with_body(&pk, msg->data, msg->len);
-    wire_header h = {.op = WIRE_NAMED_SEND,
-                     .flags = msg->flags & TR_MSG_MSGPACK ? WIRE_FLAG_MSGPACK : 0,
-                     .length = (uint32_t)buf.size, .type = msg->type, .from = from.bits};
-    rc = buf.size > WIRE_DEFAULT_MAX_BODY ? TR_ETOOBIG : queue_frame(n, to_node, &h, buf.data);
+    pack_name_and_payload(&pk, 2, name, name_len, msg);
+    wire_header h = {.op = WIRE_NAMED_SEND, .flags = msg_wire_flags(msg), .type = msg->type,
+                     .from = from.bits};
+    rc = queue_packed(n, to_node, &h, &buf);
     msgpack_sbuffer_destroy(&buf);
 out:
     tr_msg_unref(msg);
+    return rc;
+}
+
+int node_spawn(node *n, uint16_t to_node, const char *name, tr_msg *init, tr_addr asker,
+               uint64_t ref)
+{
+    int rc = TR_EINVAL;
+    size_t name_len;
+    if (!n || !name_ok(name, &name_len))
+        goto out;
+    rc = TR_ELOCAL;
+    if (init && (init->flags & TR_MSG_LOCAL))
+        goto out;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    pack_name_and_payload(&pk, 4, name, name_len, init);
+    msgpack_pack_uint32(&pk, init ? init->type : 0);
+    msgpack_pack_uint64(&pk, ref);
+    wire_header h = {.op = WIRE_SPAWN, .flags = msg_wire_flags(init), .from = asker.bits};
+    rc = queue_packed(n, to_node, &h, &buf);
+    msgpack_sbuffer_destroy(&buf);
+out:
+    tr_msg_unref(init);
+    return rc;
+}
+
+int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, uint64_t ref,
+                     int error)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint64(&pk, ref);
+    msgpack_pack_int32(&pk, error);
+    wire_header h = {.op = WIRE_SPAWN_REPLY, .from = spawned.bits, .to = asker.bits};
+    int rc = queue_packed(n, to_node, &h, &buf);
+    msgpack_sbuffer_destroy(&buf);
     return rc;
 }
 
@@ -201,76 +318,141 @@ static void broken(connection *c, const char *why)
     c->ops->close(c->t);
 }
 
-static tr_msg *message_of(const wire_header *h, const void *body, size_t len)
+static tr_msg *message_of(uint32_t type, uint16_t wire_flags, const void *body, size_t len)
 {
-    tr_msg *m = tr_msg_new(h->type, body, len);
-    if (m && (h->flags & WIRE_FLAG_MSGPACK))
+    tr_msg *m = tr_msg_new(type, body, len);
+    if (m && (wire_flags & WIRE_FLAG_MSGPACK))
         m->flags |= TR_MSG_MSGPACK;
     return m;
 }
 
+/* Decodes a control body of shape into f, or cuts the connection off. */
+static bool control_in(connection *c, const wire_header *h, const unsigned char *body,
+                       const char *shape, msgpack_unpacked *up, wire_field *f)
+{
+    const char *why = NULL;
+    msgpack_unpacked_init(up);
+    if (wire_array_decode(body, h->length, shape, up, f, &why) == 0)
+        return true;
+    msgpack_unpacked_destroy(up);
+    broken(c, why);
+    return false;
+}
+
+static void name_copy(char out[WIRE_NAME_MAX + 1], const wire_field *f)
+{
+    memcpy(out, f->ptr, f->len);
+    out[f->len] = '\0';
+}
+
 static void named_send_in(connection *c, const wire_header *h, const unsigned char *body)
 {
-    node *n = c->node;
     msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    const msgpack_object *o = &up.data;
-    if (msgpack_check(body, h->length) != 0 ||
-        msgpack_unpack_next(&up, (const char *)body, h->length, &off) != MSGPACK_UNPACK_SUCCESS ||
-        o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
-        o->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
-        o->via.array.ptr[0].via.str.size == 0 || o->via.array.ptr[0].via.str.size > WIRE_NAME_MAX ||
-        o->via.array.ptr[1].type != MSGPACK_OBJECT_BIN) {
-        msgpack_unpacked_destroy(&up);
-        broken(c, "malformed named send");
+    wire_field f[2];
+    if (!control_in(c, h, body, "sb", &up, f))
         return;
-    }
     char name[WIRE_NAME_MAX + 1];
-    memcpy(name, o->via.array.ptr[0].via.str.ptr, o->via.array.ptr[0].via.str.size);
-    name[o->via.array.ptr[0].via.str.size] = '\0';
-    tr_msg *m = message_of(h, o->via.array.ptr[1].via.bin.ptr, o->via.array.ptr[1].via.bin.size);
+    name_copy(name, &f[0]);
+    tr_msg *m = message_of(h->type, h->flags, f[1].ptr, f[1].len);
     msgpack_unpacked_destroy(&up);
     if (m)
-        n->cb->deliver_named(n->arg, name, (tr_addr){h->from}, m);
+        c->node->cb->deliver_named(c->node->arg, name, (tr_addr){h->from}, m);
+}
+
+static void spawn_in(connection *c, const wire_header *h, const unsigned char *body)
+{
+    msgpack_unpacked up;
+    wire_field f[4];
+    if (!control_in(c, h, body, "sbuu", &up, f))
+        return;
+    char name[WIRE_NAME_MAX + 1];
+    name_copy(name, &f[0]);
+    tr_msg *init = NULL;
+    if (f[1].ptr && !(init = message_of((uint32_t)f[2].u, h->flags, f[1].ptr, f[1].len))) {
+        msgpack_unpacked_destroy(&up);
+        node_spawn_reply(c->node, c->peer, (tr_addr){h->from}, TR_ADDR_NONE, f[3].u, TR_ENOMEM);
+        return;
+    }
+    msgpack_unpacked_destroy(&up);
+    c->node->cb->spawn(c->node->arg, c->peer, name, init, (tr_addr){h->from}, f[3].u);
+}
+
+static void spawn_reply_in(connection *c, const wire_header *h, const unsigned char *body)
+{
+    msgpack_unpacked up;
+    wire_field f[2];
+    if (!control_in(c, h, body, "ui", &up, f))
+        return;
+    msgpack_unpacked_destroy(&up);
+    c->node->cb->spawn_reply(c->node->arg, (tr_addr){h->to}, (tr_addr){h->from}, f[0].u,
+                             (int)f[1].i);
+}
+
+static void send_in(connection *c, const wire_header *h, const unsigned char *body)
+{
+    node *n = c->node;
+    uint64_t ref = 0;
+    size_t len = h->length;
+    if (h->flags & WIRE_FLAG_REF) {
+        if (len < sizeof ref || (ref = wire_get64(body)) == 0) {
+            broken(c, "a send with a missing or zero ask reference");
+            return;
+        }
+        body += sizeof ref;
+        len -= sizeof ref;
+    }
+    tr_msg *m = message_of(h->type, h->flags, body, len);
+    if (m && n->cb->deliver(n->arg, (tr_addr){h->from}, (tr_addr){h->to}, m,
+                            h->flags & WIRE_FLAG_SYSTEM, ref) != 0)
+        broken(c, "a runtime message this peer may not send, or with a malformed payload");
+}
+
+static void hello_in(connection *c, const wire_header *h, const unsigned char *body)
+{
+    node *n = c->node;
+    wire_hello hello;
+    const char *why = "expected a HELLO first";
+    if (h->op != WIRE_HELLO || wire_hello_decode(body, h->length, &hello, &why) != 0) {
+        broken(c, why);
+        return;
+    }
+    if (hello.node == 0 || hello.node == n->id || route(n, hello.node)) {
+        broken(c, "the peer's node number is 0, ours, or already connected");
+        return;
+    }
+    c->peer = hello.node;
+    n->cb->connection_up(n->arg, c->peer);
+    handshake_over(n, c->peer);
 }
 
 static void frame_in(connection *c, const wire_header *h, const unsigned char *body)
 {
-    node *n = c->node;
     if (c->peer == 0) { /* the first frame must be the peer's HELLO */
-        wire_hello hello;
-        const char *why = "expected a HELLO first";
-        if (h->op != WIRE_HELLO || wire_hello_decode(body, h->length, &hello, &why) != 0) {
-            broken(c, why);
-            return;
-        }
-        if (hello.node == 0 || hello.node == n->id || route(n, hello.node)) {
-            broken(c, "the peer's node number is 0, ours, or already connected");
-            return;
-        }
-        c->peer = hello.node;
-        handshake_over(n, c->peer);
+        hello_in(c, h, body);
         return;
     }
     switch (h->op) {
-    case WIRE_SEND: {
-        tr_msg *m = message_of(h, body, h->length);
-        if (m)
-            n->cb->deliver(n->arg, (tr_addr){h->from}, (tr_addr){h->to}, m,
-                           h->flags & WIRE_FLAG_SYSTEM);
+    case WIRE_SEND:
+        send_in(c, h, body);
         return;
-    }
     case WIRE_NAMED_SEND:
         named_send_in(c, h, body);
         return;
+    case WIRE_SPAWN:
+        spawn_in(c, h, body);
+        return;
+    case WIRE_SPAWN_REPLY:
+        spawn_reply_in(c, h, body);
+        return;
     case WIRE_HEARTBEAT:
+        if (h->length != 0)
+            broken(c, "a heartbeat with a body");
         return;
     case WIRE_GOODBYE:
         c->ops->close(c->t);
         return;
     default:
-        broken(c, h->op == WIRE_HELLO ? "a second HELLO" : "an operation this node does not support yet");
+        broken(c, h->op == WIRE_HELLO ? "a second HELLO" : "an operation this node does not support");
     }
 }
 
@@ -279,6 +461,7 @@ static void on_data(void *owner, const void *data, size_t len)
     connection *c = owner;
     if (c->why)
         return; /* closing: ignore the rest */
+    c->last_in = uv_now(c->node->loop);
     if (wire_reader_feed(&c->reader, data, len) != 0) {
         broken(c, "out of memory");
         return;
@@ -315,6 +498,50 @@ static void on_closed(void *owner, int error)
 
 static const transport_callbacks connection_callbacks = {.on_data = on_data, .on_closed = on_closed};
 
+/* ---- heartbeats ------------------------------------------------------------------ */
+
+/* A frame with no body (heartbeat, hello's header aside) to c. */
+static void empty_frame_out(connection *c, uint8_t op)
+{
+    wire_header h = {.op = op};
+    size_t len;
+    unsigned char *bytes = frame_bytes(&h, NULL, 0, NULL, &len);
+    if (bytes)
+        conn_write(c, bytes, len);
+}
+
+static void on_beat(uv_timer_t *t)
+{
+    node *n = ((beat_timer *)t->data)->node;
+    uint64_t now = uv_now(n->loop), beat = n->heartbeat_ms;
+    for (connection *c = n->connections, *next; c; c = next) {
+        next = c->next; /* broken() only starts closing: c stays listed */
+        if (c->why)
+            continue;
+        if (now - c->last_in >= NODE_SILENT_BEATS * beat)
+            broken(c, c->peer ? "the peer fell silent (no heartbeat)" : "no HELLO in time");
+        else if (now - c->last_out >= beat)
+            empty_frame_out(c, WIRE_HEARTBEAT);
+    }
+}
+
+static void free_beat(uv_handle_t *h) { free(h->data); }
+
+static void start_beating(node *n, uv_loop_t *loop)
+{
+    if (n->beat)
+        return;
+    n->loop = loop;
+    n->beat = calloc(1, sizeof *n->beat);
+    if (!n->beat)
+        return; /* no heartbeats: only a closed stream will tell a peer is down */
+    n->beat->closable.on_close = free_beat;
+    n->beat->node = n;
+    uv_timer_init(loop, &n->beat->timer);
+    n->beat->timer.data = n->beat; /* the loop's close-all finds the closable here */
+    uv_timer_start(&n->beat->timer, on_beat, n->heartbeat_ms, n->heartbeat_ms);
+}
+
 /* ---- connecting ---------------------------------------------------------------- */
 
 typedef struct connect_task {
@@ -330,13 +557,11 @@ static void hello_out(connection *c)
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     wire_hello_encode(&hello, &buf);
-    unsigned char *bytes = malloc(WIRE_HEADER_SIZE + buf.size);
-    if (bytes) {
-        wire_header h = {.op = WIRE_HELLO, .length = (uint32_t)buf.size};
-        wire_encode_header(&h, bytes);
-        memcpy(bytes + WIRE_HEADER_SIZE, buf.data, buf.size);
-        c->ops->write(c->t, bytes, WIRE_HEADER_SIZE + buf.size);
-    }
+    wire_header h = {.op = WIRE_HELLO, .length = (uint32_t)buf.size};
+    size_t len;
+    unsigned char *bytes = frame_bytes(&h, NULL, 0, buf.data, &len);
+    if (bytes)
+        conn_write(c, bytes, len);
     msgpack_sbuffer_destroy(&buf);
 }
 
@@ -347,24 +572,27 @@ static void connect_on_loop(io_task *task, uv_loop_t *loop)
     connection *c = loop ? calloc(1, sizeof *c) : NULL;
     if (!c) {
         close(ct->fd);
+        atomic_fetch_sub(&n->handshaking, 1);
         n->cb->connection_closed(n->arg, 0, TR_ENOMEM, "could not open the connection");
         free(ct);
         return;
     }
+    start_beating(n, loop);
     c->node = n;
     c->ops = ct->ops;
+    c->last_in = c->last_out = uv_now(loop);
     wire_reader_init(&c->reader, 0);
     int rc = ct->ops->open(loop, ct->fd, &connection_callbacks, c, &c->t);
     free(ct);
     if (rc != 0) {
         wire_reader_fini(&c->reader);
         free(c);
+        handshake_over(n, 0);
         n->cb->connection_closed(n->arg, 0, TR_EINVAL, "the transport could not open the endpoint");
         return;
     }
     c->next = n->connections;
     n->connections = c;
-    n->handshaking++;
     hello_out(c);
 }
 
@@ -377,6 +605,8 @@ int node_connect(node *n, const char *scheme, int fd)
     if (!ct)
         return TR_ENOMEM;
     *ct = (connect_task){.task.run = connect_on_loop, .node = n, .ops = ops, .fd = fd};
+    /* counted from now, so a send made right after waits for this handshake */
+    atomic_fetch_add(&n->handshaking, 1);
     io_loop_submit(n->io, &ct->task);
     return 0;
 }

@@ -17,17 +17,33 @@ typedef struct node node;
 
 /* How the node hands what arrives to the actor layer (loop thread). */
 typedef struct node_callbacks {
-    /* A message for a local actor; takes msg. */
-    void (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane);
+    /* A message for a local actor, with its ask reference (0 for none); takes
+     * msg. Returns 0, or TR_EPROTO when the peer may not send that (the
+     * connection is then cut off). */
+    int (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
+                   uint64_t ref);
     /* A message for a local actor by name; takes msg. */
     void (*deliver_named)(void *arg, const char *name, tr_addr from, tr_msg *msg);
+    /* Peer asks us to spawn the behaviour registered as name, with init (may
+     * be NULL; taken); the answer goes back with node_spawn_reply. */
+    void (*spawn)(void *arg, uint16_t peer, const char *name, tr_msg *init, tr_addr asker,
+                  uint64_t ref);
+    /* The answer to our spawn request ref made by asker: the new actor, or
+     * error (a TR_E code). */
+    void (*spawn_reply)(void *arg, tr_addr asker, tr_addr spawned, uint64_t ref, int error);
+    /* A connection finished its handshake with peer. */
+    void (*connection_up)(void *arg, uint16_t peer);
     /* A connection ended: peer is 0 if the handshake never finished; error 0
      * for an orderly end; why says what went wrong (or NULL). */
     void (*connection_closed)(void *arg, uint16_t peer, int error, const char *why);
 } node_callbacks;
 
-/* A node numbered id (1..65535) on io. Returns 0, TR_EINVAL or TR_ENOMEM. */
-int node_new(uint16_t id, io_loop *io, const node_callbacks *cb, void *arg, node **out);
+/* A node numbered id (1..65535) on io; heartbeat_ms apart, an idle
+ * connection sends a heartbeat, and a peer silent for NODE_SILENT_BEATS of
+ * them is cut off as down. Returns 0, TR_EINVAL or TR_ENOMEM. */
+#define NODE_SILENT_BEATS 4
+int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
+             void *arg, node **out);
 
 /* Frees the node; its io loop must be stopped first (which closes every
  * connection). Accepts NULL. */
@@ -38,13 +54,27 @@ void node_free(node *n);
  * an unknown scheme, or TR_ENOMEM. Any thread. */
 int node_connect(node *n, const char *scheme, int fd);
 
-/* Sends msg to `to` on another node. Takes msg. Returns 0 when queued,
- * TR_ELOCAL for a message marked local, TR_EINVAL, TR_ENOMEM. A frame for a
- * node with no connection is dropped on the loop and counted. Any thread. */
-int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane);
+/* Connections still in their handshake (whose peer is not known yet). Any
+ * thread. */
+unsigned node_handshaking(node *n);
+
+/* Sends msg to `to` on another node, with an ask reference (0 for none).
+ * Takes msg. Returns 0 when queued, TR_ELOCAL for a message marked local,
+ * TR_EINVAL, TR_ENOMEM. A frame for a node with no connection is dropped on
+ * the loop and counted. Any thread. */
+int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane, uint64_t ref);
 
 /* Sends msg to the actor registered as name on node to_node. As node_send. */
 int node_send_named(node *n, uint16_t to_node, const char *name, tr_addr from, tr_msg *msg);
+
+/* Asks node to_node to spawn the behaviour registered as name with init (may
+ * be NULL; taken); asker gets the answer under ref. As node_send. */
+int node_spawn(node *n, uint16_t to_node, const char *name, tr_msg *init, tr_addr asker,
+               uint64_t ref);
+
+/* Answers a spawn request. Returns 0 or TR_ENOMEM. Any thread. */
+int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, uint64_t ref,
+                     int error);
 
 /* Frames dropped for want of a connection. Any thread. */
 uint64_t node_dropped(node *n);

@@ -16,7 +16,7 @@ static void put32(unsigned char *p, uint32_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static void put64(unsigned char *p, uint64_t v)
+void wire_put64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (unsigned char)(v >> (8 * i));
@@ -32,7 +32,7 @@ static uint32_t get32(const unsigned char *p)
     return v;
 }
 
-static uint64_t get64(const unsigned char *p)
+uint64_t wire_get64(const unsigned char *p)
 {
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
@@ -52,8 +52,8 @@ void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE
     put16(out + 6, h->credit);
     put32(out + 8, h->length);
     put32(out + 12, h->type);
-    put64(out + 16, h->from);
-    put64(out + 24, h->to);
+    wire_put64(out + 16, h->from);
+    wire_put64(out + 24, h->to);
 }
 
 static int fail(const char **why, const char *what)
@@ -72,7 +72,7 @@ int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_bo
         return fail(why, "unsupported protocol version");
     wire_header h = {.op = in[3], .flags = get16(in + 4), .credit = get16(in + 6),
                      .length = get32(in + 8), .type = get32(in + 12),
-                     .from = get64(in + 16), .to = get64(in + 24)};
+                     .from = wire_get64(in + 16), .to = wire_get64(in + 24)};
     if (h.op < WIRE_HELLO || h.op > WIRE_OP_LAST)
         return fail(why, "unknown operation");
     if (h.flags & ~WIRE_FLAGS_KNOWN)
@@ -235,4 +235,54 @@ done:
     if (rc != 0 && why)
         *why = what;
     return rc;
+}
+
+/* ---- control arrays ----------------------------------------------------------- */
+
+static bool field_of(const msgpack_object *v, char kind, wire_field *f)
+{
+    *f = (wire_field){0};
+    switch (kind) {
+    case 's':
+        f->ptr = v->via.str.ptr;
+        f->len = v->via.str.size;
+        return v->type == MSGPACK_OBJECT_STR && f->len > 0 && f->len <= WIRE_NAME_MAX &&
+               !memchr(f->ptr, 0, f->len);
+    case 'u':
+        f->u = v->via.u64;
+        return v->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    case 'i':
+        if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            f->i = v->via.u64 <= INT32_MAX ? (int64_t)v->via.u64 : INT64_MAX;
+        else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            f->i = v->via.i64;
+        else
+            return false;
+        return f->i >= INT32_MIN && f->i <= INT32_MAX;
+    case 'b':
+        if (v->type == MSGPACK_OBJECT_NIL)
+            return true;
+        f->ptr = v->via.bin.ptr;
+        f->len = v->via.bin.size;
+        return v->type == MSGPACK_OBJECT_BIN;
+    default:
+        return false;
+    }
+}
+
+int wire_array_decode(const unsigned char *body, size_t len, const char *shape,
+                      msgpack_unpacked *up, wire_field *out, const char **why)
+{
+    size_t off = 0, n = strlen(shape);
+    if (msgpack_check(body, len) != 0 ||
+        msgpack_unpack_next(up, (const char *)body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+        off != len)
+        return fail(why, "control body is not exactly one msgpack object");
+    const msgpack_object *o = &up->data;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != n)
+        return fail(why, "control body is not an array of the right size");
+    for (size_t i = 0; i < n; i++)
+        if (!field_of(&o->via.array.ptr[i], shape[i], &out[i]))
+            return fail(why, "control body has a field of the wrong type");
+    return 0;
 }

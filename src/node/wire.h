@@ -31,7 +31,8 @@ enum wire_op {
 
 #define WIRE_FLAG_MSGPACK 0x1u
 #define WIRE_FLAG_SYSTEM 0x2u
-#define WIRE_FLAGS_KNOWN (WIRE_FLAG_MSGPACK | WIRE_FLAG_SYSTEM)
+#define WIRE_FLAG_REF 0x4u /* a SEND whose body starts with an 8-byte ask reference */
+#define WIRE_FLAGS_KNOWN (WIRE_FLAG_MSGPACK | WIRE_FLAG_SYSTEM | WIRE_FLAG_REF)
 
 typedef struct wire_header {
     uint8_t op;
@@ -41,6 +42,10 @@ typedef struct wire_header {
     uint32_t type;
     uint64_t from, to;
 } wire_header;
+
+/* A 64-bit little-endian field. */
+void wire_put64(unsigned char *p, uint64_t v);
+uint64_t wire_get64(const unsigned char *p);
 
 /* Writes h as 32 little-endian bytes. */
 void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE]);
@@ -88,5 +93,21 @@ int wire_hello_encode(const wire_hello *h, msgpack_sbuffer *out);
 /* Parses a HELLO body strictly: exactly a map of the four keys with the
  * right types, nothing after it. Returns 0 or TR_EPROTO with *why. */
 int wire_hello_decode(const unsigned char *body, size_t len, wire_hello *out, const char **why);
+
+/* One element of a control body array (see wire_array_decode). */
+typedef struct wire_field {
+    const void *ptr; /* 's' and 'b': the bytes (NULL for a nil 'b'), inside the body */
+    size_t len;
+    uint64_t u; /* 'u' */
+    int64_t i;  /* 'i' */
+} wire_field;
+
+/* Parses a control body strictly: exactly one msgpack array whose elements
+ * match shape, one letter each: 's' a string of 1..WIRE_NAME_MAX bytes with
+ * no NUL, 'u' an unsigned integer, 'i' a signed one (int32 range), 'b' bin or
+ * nil. Fields point into body; up holds what they need until the caller
+ * destroys it (also after an error). Returns 0 or TR_EPROTO with *why. */
+int wire_array_decode(const unsigned char *body, size_t len, const char *shape,
+                      msgpack_unpacked *up, wire_field *out, const char **why);
 
 #endif
