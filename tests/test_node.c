@@ -217,12 +217,323 @@ static void nodes__garbage_peer__cut_off_while_the_good_link_works(void **state)
     assert_int_equal(verified, 1); /* the good link carried everything */
 }
 
+/* ---- remote spawn, asks, monitors and links across nodes ---- */
+
+enum { MSG_PING = 40, MSG_PONG, MSG_QUIT, MSG_STOP_NODE };
+
+static _Atomic int spawned_ok, spawn_unknown, pong_ok, down_normal, noconn_spawn, noconn_down;
+
+static int echo_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)ctx;
+    if (arg && tr_msg_size(arg) == sizeof(long))
+        memcpy(state, tr_msg_data(arg), sizeof(long));
+    return 0;
+}
+
+static void echo_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    if (tr_msg_type(msg) == MSG_PING)
+        tr_reply(ctx, tr_msg_new(MSG_PONG, state, sizeof(long)));
+    else if (tr_msg_type(msg) == MSG_QUIT)
+        tr_exit(ctx, 7);
+    else if (tr_msg_type(msg) == MSG_STOP_NODE)
+        tr_system_stop(tr_ctx_system(ctx));
+}
+
+static const tr_behavior echo = {
+    .name = "echo", .state_size = sizeof(long), .init = echo_init, .receive = echo_receive};
+
+typedef struct {
+    uint64_t echo_ref, unknown_ref, monitor_ref;
+    tr_addr echo;
+    int answers;
+} driver_state;
+
+static int driver_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)arg;
+    driver_state *d = state;
+    long seed = 42;
+    assert_int_equal(tr_spawn_remote(ctx, 2, "echo", tr_msg_new(0, &seed, sizeof seed), 5000,
+                                     &d->echo_ref), 0);
+    return tr_spawn_remote(ctx, 2, "no-such-behaviour", NULL, 5000, &d->unknown_ref);
+}
+
+static void driver_done_part(tr_ctx *ctx, driver_state *d)
+{
+    if (++d->answers == 3) /* unknown behaviour, the echo's down, node 7's down */
+        tr_system_stop(tr_ctx_system(ctx));
+}
+
+static void driver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    driver_state *d = state;
+    switch (tr_msg_type(msg)) {
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        if (tr_reply_to(ctx) == d->unknown_ref) {
+            spawn_unknown += sp->error == TR_ENOENT && tr_addr_is_none(sp->actor);
+            driver_done_part(ctx, d);
+            return;
+        }
+        assert_int_equal(tr_reply_to(ctx), d->echo_ref);
+        spawned_ok += sp->error == 0 && tr_addr_node(sp->actor) == 2;
+        d->echo = sp->actor;
+        assert_int_equal(tr_monitor(ctx, d->echo, &d->monitor_ref), 0);
+        assert_int_equal(tr_ask(ctx, d->echo, tr_msg_new(MSG_PING, NULL, 0), 5000, NULL), 0);
+        /* the handshake is over now, so a node never connected is known down */
+        noconn_spawn += tr_spawn_remote(ctx, 7, "echo", NULL, 5000, NULL) == TR_ENODE;
+        tr_addr stranger;
+        assert_int_equal(tr_addr_parse("<7.1.1>", &stranger), 0);
+        assert_int_equal(tr_monitor(ctx, stranger, NULL), 0);
+        return;
+    }
+    case MSG_PONG:
+        pong_ok += tr_reply_to(ctx) != 0 && *(const long *)tr_msg_data(msg) == 42;
+        tr_send(ctx, d->echo, tr_msg_new(MSG_QUIT, NULL, 0));
+        return;
+    case TR_MSG_DOWN: {
+        const tr_down *dn = tr_msg_data(msg);
+        if (tr_addr_node(dn->actor) == 7)
+            noconn_down += dn->reason == TR_EXIT_NODEDOWN;
+        else
+            down_normal += dn->ref == d->monitor_ref && dn->reason == 7 &&
+                           tr_addr_eq(dn->actor, d->echo);
+        driver_done_part(ctx, d);
+        return;
+    }
+    }
+}
+
+static const tr_behavior driver = {
+    .name = "driver", .state_size = sizeof(driver_state), .init = driver_init, .receive = driver_receive};
+
+/* Node 1 running `first` and node 2 (with echo registered) joined by a
+ * socketpair; node 1 runs until its actor stops it, then both are freed. */
+static void run_pair(const tr_behavior *first)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    tr_system *a = node_system(1), *b = node_system(2);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    assert_int_equal(tr_register_behavior(b, &echo), TR_EEXIST);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    pthread_t ta, tb;
+    pthread_create(&tb, NULL, run, b);
+    tr_system_spawn(a, first, NULL, NULL);
+    pthread_create(&ta, NULL, run, a);
+    pthread_join(ta, NULL);
+    tr_system_free(a);
+    pthread_join(tb, NULL);
+    tr_system_free(b);
+}
+
+static void nodes__remote_spawn_ask_monitor__work_as_locally(void **state)
+{
+    (void)state;
+    spawned_ok = spawn_unknown = pong_ok = down_normal = noconn_spawn = noconn_down = 0;
+    run_pair(&driver);
+    assert_int_equal(spawned_ok, 1);
+    assert_int_equal(spawn_unknown, 1);
+    assert_int_equal(pong_ok, 1);
+    assert_int_equal(down_normal, 1);
+    assert_int_equal(noconn_spawn, 1);
+    assert_int_equal(noconn_down, 1);
+}
+
+/* ---- a node that goes down: monitors get downs, links fire ---- */
+
+static _Atomic int nodedown_monitor, nodedown_node, nodedown_link;
+
+typedef struct {
+    uint64_t refs[2];
+    tr_addr victims[2];
+    int got, events;
+} watcher_state;
+
+static int watcher_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)arg;
+    watcher_state *w = state;
+    tr_trap_exit(ctx, true);
+    assert_int_equal(tr_spawn_remote(ctx, 2, "echo", NULL, 5000, &w->refs[0]), 0);
+    return tr_spawn_remote(ctx, 2, "echo", NULL, 5000, &w->refs[1]);
+}
+
+static void watcher_event(tr_ctx *ctx, watcher_state *w)
+{
+    if (++w->events == 3)
+        tr_system_stop(tr_ctx_system(ctx));
+}
+
+static void watcher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    watcher_state *w = state;
+    if (tr_msg_type(msg) == TR_MSG_SPAWNED) {
+        const tr_spawned *sp = tr_msg_data(msg);
+        assert_int_equal(sp->error, 0);
+        w->victims[w->got++] = sp->actor;
+        if (w->got < 2)
+            return;
+        assert_int_equal(tr_monitor(ctx, w->victims[0], NULL), 0);
+        assert_int_equal(tr_link(ctx, w->victims[1]), 0);
+        assert_int_equal(tr_monitor_node(ctx, 2, NULL), 0);
+        /* node 2 stops and is freed: its connection closes */
+        tr_send(ctx, w->victims[0], tr_msg_new(MSG_STOP_NODE, NULL, 0));
+    } else if (tr_msg_type(msg) == TR_MSG_DOWN) {
+        const tr_down *dn = tr_msg_data(msg);
+        if (tr_addr_eq(dn->actor, tr_node_addr(2)))
+            nodedown_node += dn->reason == TR_EXIT_NODEDOWN;
+        else
+            nodedown_monitor += dn->reason == TR_EXIT_NODEDOWN && tr_addr_eq(dn->actor, w->victims[0]);
+        watcher_event(ctx, w);
+    } else if (tr_msg_type(msg) == TR_MSG_EXIT) {
+        const tr_exit_info *e = tr_msg_data(msg);
+        nodedown_link += e->reason == TR_EXIT_NODEDOWN && tr_addr_eq(e->actor, w->victims[1]);
+        watcher_event(ctx, w);
+    }
+}
+
+static const tr_behavior watcher = {.name = "watcher", .state_size = sizeof(watcher_state),
+                                    .init = watcher_init, .receive = watcher_receive};
+
+static void *run_and_free(void *sys)
+{
+    tr_system_run(sys);
+    tr_system_free(sys);
+    return NULL;
+}
+
+static void nodes__peer_goes_down__downs_and_link_exits_with_nodedown(void **state)
+{
+    (void)state;
+    nodedown_monitor = nodedown_node = nodedown_link = 0;
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    tr_system *a = node_system(1), *b = node_system(2);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    pthread_t tb;
+    pthread_create(&tb, NULL, run_and_free, b); /* node 2 ends when told to stop */
+    tr_system_spawn(a, &watcher, NULL, NULL);
+    tr_system_run(a);
+    pthread_join(tb, NULL);
+    tr_system_free(a);
+    assert_int_equal(nodedown_monitor, 1);
+    assert_int_equal(nodedown_node, 1);
+    assert_int_equal(nodedown_link, 1);
+}
+
+/* ---- a peer that falls silent is cut off by the heartbeat ---- */
+
+static void raw_frame(int fd, uint8_t op, const void *body, uint32_t len)
+{
+    unsigned char h[32] = {'T', 'R', 1, op};
+    for (int i = 0; i < 4; i++)
+        h[8 + i] = (unsigned char)(len >> (8 * i));
+    write_all(fd, h, sizeof h);
+    if (len)
+        write_all(fd, body, len);
+}
+
+static void raw_hello(int fd, uint16_t node)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "v", 1);
+    msgpack_pack_uint32(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "node", 4);
+    msgpack_pack_uint16(&pk, node);
+    msgpack_pack_str_with_body(&pk, "name", 4);
+    msgpack_pack_str_with_body(&pk, "raw", 3);
+    msgpack_pack_str_with_body(&pk, "caps", 4);
+    msgpack_pack_uint32(&pk, 0);
+    raw_frame(fd, 1, b.data, (uint32_t)b.size);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* Reads frames until EOF; returns how many heartbeats came. */
+static int heartbeats_until_eof(int fd)
+{
+    unsigned char h[32], body[256];
+    int beats = 0;
+    while (read(fd, h, sizeof h) == (ssize_t)sizeof h) {
+        uint32_t len = (uint32_t)(h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24);
+        assert_true(len <= sizeof body);
+        if (len)
+            assert_int_equal(read(fd, body, len), (ssize_t)len);
+        beats += h[3] == 9;
+    }
+    return beats;
+}
+
+static void nodes__silent_peer__cut_off_after_missed_heartbeats(void **state)
+{
+    (void)state;
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.node_id = 1;
+    cfg.heartbeat_ms = 20;
+    tr_system *a;
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    raw_hello(fds[1], 5); /* a valid peer... that then says nothing */
+    pthread_t ta;
+    pthread_create(&ta, NULL, run, a); /* returns once the connection is gone */
+    assert_true(heartbeats_until_eof(fds[1]) >= 1);
+    pthread_join(ta, NULL);
+    close(fds[1]);
+    tr_system_free(a);
+}
+
+/* A peer that stops in the middle of a frame: cut off, the other link works. */
+static void nodes__truncated_and_oversized_frames__cut_off(void **state)
+{
+    (void)state;
+    verified = local_refused = 0;
+    int good[2], cut[2], big[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, good), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, cut), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, big), 0);
+    tr_system *a = node_system(1), *b = node_system(2);
+    assert_int_equal(tr_system_connect(a, cut[0]), 0);
+    assert_int_equal(tr_system_connect(a, big[0]), 0);
+    raw_hello(cut[1], 8);
+    unsigned char half[40] = {'T', 'R', 1, 2, 0, 0, 0, 0, 100}; /* a SEND of 100 bytes... */
+    write_all(cut[1], half, sizeof half);
+    shutdown(cut[1], SHUT_WR); /* ...of which only 8 came */
+    raw_hello(big[1], 9);
+    unsigned char huge[32] = {'T', 'R', 1, 2, 0, 0, 0, 0, 0, 0, 0, 0x7f}; /* 2 GiB */
+    write_all(big[1], huge, sizeof huge);
+    assert_int_equal(tr_system_connect(a, good[0]), 0);
+    assert_int_equal(tr_system_connect(b, good[1]), 0);
+    run_two_nodes(a, b);
+    assert_int_equal(read_to_end(big[1]), 0);
+    assert_int_equal(read_to_end(cut[1]), 0); /* node 1 closed its end too */
+    close(big[1]);
+    close(cut[1]);
+    assert_int_equal(verified, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nodes__send_across__all_arrive_in_order_with_the_right_sum),
         cmocka_unit_test(connect__bad_arguments__einval),
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
+        cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
+        cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
+        cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
+        cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 #include "loop.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 
 struct io_loop {
@@ -51,6 +52,12 @@ static void on_wakeup(uv_async_t *async)
 static void *loop_main(void *arg)
 {
     io_loop *l = arg;
+    /* Writes to a peer that has gone raise SIGPIPE in the writing thread;
+     * blocked here, they fail with EPIPE instead of killing the process. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     uv_run(&l->loop, UV_RUN_DEFAULT);
     return NULL;
 }
