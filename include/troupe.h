@@ -500,6 +500,13 @@ TR_API char *tr_addr_format(tr_addr addr, char *buf, size_t size);
  * thread not in a handler. */
 TR_API int tr_system_connect(tr_system *sys, int fd);
 
+/* As tr_system_connect, over the transport named: "pipe" (the bytes go
+ * through fd) or "shm" (fd must be a Unix stream socket: each side sends the
+ * other a shared-memory ring through it, and it then carries only wake-ups
+ * and notices the peer's end). Both sides must name the same transport.
+ * Returns 0 or TR_EINVAL / TR_ENOMEM. Any thread not in a handler. */
+TR_API int tr_system_connect_via(tr_system *sys, int fd, const char *transport);
+
 /* Sends msg to the actor registered as name on node (this node included).
  * Takes msg. Returns 0, TR_ELOCAL, TR_EDEAD (no connection), TR_ENOENT (a
  * local name nobody has). Handler only. */

@@ -141,18 +141,29 @@ static void run_two_nodes(tr_system *a, tr_system *b)
     tr_system_free(b);
 }
 
-static void nodes__send_across__all_arrive_in_order_with_the_right_sum(void **state)
+static void send_across(const char *transport)
 {
-    (void)state;
     verified = local_refused = 0;
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     tr_system *a = node_system(1), *b = node_system(2);
-    assert_int_equal(tr_system_connect(a, fds[0]), 0);
-    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
+    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
     run_two_nodes(a, b);
     assert_int_equal(verified, 1);
     assert_int_equal(local_refused, 1);
+}
+
+static void nodes__send_across__all_arrive_in_order_with_the_right_sum(void **state)
+{
+    (void)state;
+    send_across("pipe");
+}
+
+static void nodes__send_across_shm__all_arrive_in_order_with_the_right_sum(void **state)
+{
+    (void)state;
+    send_across("shm");
 }
 
 static void connect__bad_arguments__einval(void **state)
@@ -165,6 +176,8 @@ static void connect__bad_arguments__einval(void **state)
     assert_int_equal(tr_system_connect(NULL, fds[0]), TR_EINVAL);
     tr_system *one = node_system(1);
     assert_int_equal(tr_system_connect(one, -1), TR_EINVAL);
+    assert_int_equal(tr_system_connect_via(one, fds[0], "carrier-pigeon"), TR_EINVAL);
+    assert_int_equal(tr_system_connect_via(one, fds[0], NULL), TR_EINVAL);
     assert_int_equal(tr_system_spawn_node(one, "/nonexistent/program", NULL, 2), TR_EINVAL);
     assert_int_equal(tr_system_spawn_node(one, "/proc/self/exe", NULL, 1), TR_EINVAL); /* ours */
     assert_int_equal(tr_system_spawn_node(zero, "/proc/self/exe", NULL, 2), TR_EINVAL);
@@ -528,6 +541,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nodes__send_across__all_arrive_in_order_with_the_right_sum),
+        cmocka_unit_test(nodes__send_across_shm__all_arrive_in_order_with_the_right_sum),
         cmocka_unit_test(connect__bad_arguments__einval),
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),

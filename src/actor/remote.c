@@ -361,10 +361,13 @@ static const node_callbacks callbacks = {
     .spawn_reply = spawn_reply_in, .connection_up = connection_up,
     .connection_closed = connection_closed};
 
-int tr_system_connect(tr_system *sys, int fd)
+int tr_system_connect(tr_system *sys, int fd) { return tr_system_connect_via(sys, fd, "pipe"); }
+
+int tr_system_connect_via(tr_system *sys, int fd, const char *transport)
 {
     io_loop *io;
-    if (!sys || fd < 0 || sys->node_id == 0)
+    if (!sys || fd < 0 || sys->node_id == 0 || !transport ||
+        (strcmp(transport, "pipe") != 0 && strcmp(transport, "shm") != 0))
         return TR_EINVAL;
     int rc = actor_io(sys, &io);
     if (rc != 0)
@@ -376,7 +379,7 @@ int tr_system_connect(tr_system *sys, int fd)
     if (rc != 0)
         return rc;
     sched_hold(&sys->sched); /* released when the connection closes */
-    rc = node_connect(sys->node, "pipe", fd);
+    rc = node_connect(sys->node, transport, fd);
     if (rc != 0)
         sched_release(&sys->sched);
     return rc;

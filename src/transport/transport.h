@@ -1,5 +1,5 @@
 /* Transports: byte streams between nodes, one ops table per kind, found by
- * scheme ("pipe", later "shm", "tcp"). The node layer knows only this
+ * scheme ("pipe", "shm"). The node layer knows only this
  * header. Every entry runs on the io loop thread. */
 #ifndef TR_TRANSPORT_H
 #define TR_TRANSPORT_H
@@ -36,5 +36,6 @@ typedef struct transport_ops {
 const transport_ops *transport_find(const char *scheme);
 
 extern const transport_ops transport_pipe;
+extern const transport_ops transport_shm; /* needs a Unix stream socket (for the memfd) */
 
 #endif

@@ -1,0 +1,409 @@
+/* The shared-memory transport.
+ *
+ * Each side makes one ring in a memfd of its own, for what it sends, and
+ * hands the memfd to the peer over the Unix socket the connection was opened
+ * on (SCM_RIGHTS). The ring is a single-producer single-consumer byte ring:
+ * the frames' byte stream goes in at head and out at tail, so a frame larger
+ * than the ring simply passes in pieces. The socket stays for three things:
+ * the memfd hand-over, wake-ups, and noticing the peer's end (EOF when its
+ * process exits, however it dies).
+ *
+ * Wake-ups, without lost ones: a reader with nothing to read spins briefly
+ * (an idle handle keeps the loop polling without sleeping, so io tasks still
+ * run), then sets `reader_sleeping` and looks once more before it sleeps;
+ * a writer that finds the flag set after publishing clears it and sends one
+ * byte. Symmetrically a writer facing a full ring sets `writer_waiting` and
+ * looks again; the reader clears it after freeing space and sends one byte.
+ * All flags and positions are sequentially consistent, which makes each
+ * store-then-load pair a Dekker handshake. Everything runs on the io loop
+ * thread. Nothing is dropped: bytes that do not fit wait on our side. */
+#include "transport.h"
+
+#include "../io/loop.h"
+#include "../platform/platform.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RING_BYTES (1u << 20)
+#define RING_MAGIC 0x74726f7570657231ull /* "troupér1" */
+#define SPIN_NS 50000                     /* how long an idle reader spins before it sleeps */
+
+typedef struct ring {
+    _Alignas(CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: the writer's */
+    _Atomic uint32_t reader_sleeping;           /* set by the reader */
+    _Alignas(CACHE_LINE) _Atomic uint64_t tail; /* bytes ever read: the reader's */
+    _Atomic uint32_t writer_waiting;            /* set by the writer */
+    _Alignas(CACHE_LINE) uint64_t magic;
+    uint64_t size;
+    _Alignas(CACHE_LINE) unsigned char data[];
+} ring;
+
+#define MAP_BYTES (sizeof(ring) + RING_BYTES)
+
+/* Bytes waiting on our side for room in the ring. */
+typedef struct pending {
+    struct pending *next;
+    unsigned char *buf;
+    size_t len, done;
+} pending;
+
+struct transport {
+    io_closable closable; /* first: the loop closes still-open handles with it */
+    uv_poll_t poll;       /* the socket */
+    uv_idle_t spin;       /* active while the reader spins */
+    unsigned handles;     /* still open */
+    uint64_t idle_since;  /* when the spinning reader last found nothing, or 0 */
+    int fd;
+    const transport_callbacks *cb;
+    void *owner;
+    ring *out; /* ours, to write */
+    ring *in;  /* the peer's, to read; NULL until its memfd came */
+    pending *first, *last;
+    int error;
+    bool closing;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* ---- closing ----------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    transport *t = h->data;
+    if (--t->handles > 0)
+        return;
+    while (t->first) {
+        pending *p = t->first;
+        t->first = p->next;
+        free(p->buf);
+        free(p);
+    }
+    if (t->out)
+        munmap(t->out, MAP_BYTES);
+    if (t->in)
+        munmap(t->in, MAP_BYTES);
+    close(t->fd);
+    if (t->cb)
+        t->cb->on_closed(t->owner, t->error);
+    free(t);
+}
+
+static void shm_close(transport *t)
+{
+    if (t->closing)
+        return;
+    t->closing = true;
+    uv_close((uv_handle_t *)&t->poll, on_handle_closed);
+    uv_close((uv_handle_t *)&t->spin, on_handle_closed);
+}
+
+static void fail(transport *t, int error)
+{
+    if (!t->error)
+        t->error = error;
+    shm_close(t);
+}
+
+/* One byte to the peer: "look at the rings". A full socket buffer means
+ * wake-ups are already waiting there, which is as good. */
+static void wake_peer(transport *t)
+{
+    char b = 'w';
+    if (send(t->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EINTR)
+        fail(t, uv_translate_sys_error(errno));
+}
+
+/* ---- writing ----------------------------------------------------------------- */
+
+/* Copies what fits of buf into the ring; returns how much. */
+static size_t ring_put(ring *r, const unsigned char *buf, size_t len)
+{
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    size_t room = RING_BYTES - (size_t)(head - tail);
+    size_t n = len < room ? len : room;
+    size_t at = (size_t)(head & (RING_BYTES - 1)), first = RING_BYTES - at;
+    if (n <= first) {
+        memcpy(r->data + at, buf, n);
+    } else {
+        memcpy(r->data + at, buf, first);
+        memcpy(r->data, buf + first, n - first);
+    }
+    if (n)
+        atomic_store(&r->head, head + n); /* seq_cst: then the sleeping flag is read */
+    return n;
+}
+
+/* Moves pending bytes into the ring, in order; wakes a sleeping reader. */
+static void flush(transport *t)
+{
+    bool wrote = false;
+    while (t->first && !t->closing) {
+        pending *p = t->first;
+        size_t n = ring_put(t->out, p->buf + p->done, p->len - p->done);
+        wrote |= n > 0;
+        p->done += n;
+        if (p->done < p->len) { /* full: ask the reader to say when it read */
+            atomic_store(&t->out->writer_waiting, 1);
+            if (atomic_load(&t->out->tail) == atomic_load_explicit(&t->out->head, memory_order_relaxed) - RING_BYTES)
+                break; /* still full: its wake-up will come */
+            atomic_store(&t->out->writer_waiting, 0);
+            continue;
+        }
+        t->first = p->next;
+        if (!t->first)
+            t->last = NULL;
+        free(p->buf);
+        free(p);
+    }
+    if (wrote && atomic_load(&t->out->reader_sleeping) &&
+        atomic_exchange(&t->out->reader_sleeping, 0))
+        wake_peer(t);
+}
+
+static int shm_write(transport *t, void *buf, size_t len)
+{
+    pending *p = malloc(sizeof *p);
+    if (!p || t->closing) {
+        free(p);
+        free(buf);
+        return t->closing ? UV_EPIPE : UV_ENOMEM;
+    }
+    *p = (pending){.buf = buf, .len = len};
+    if (t->last)
+        t->last->next = p;
+    else
+        t->first = p;
+    t->last = p;
+    if (t->first == p) /* nothing ahead of it: straight into the ring */
+        flush(t);
+    return 0;
+}
+
+/* ---- reading ----------------------------------------------------------------- */
+
+static void read_ring_cb(uv_idle_t *h);
+
+/* Hands the peer's new bytes to the owner. Returns whether there were any. */
+static bool drain(transport *t)
+{
+    ring *r = t->in;
+    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (head == tail)
+        return false;
+    if (head - tail > RING_BYTES) {
+        fail(t, UV_EPROTO); /* the peer broke the ring */
+        return false;
+    }
+    size_t n = (size_t)(head - tail), at = (size_t)(tail & (RING_BYTES - 1));
+    size_t first = RING_BYTES - at < n ? RING_BYTES - at : n;
+    t->cb->on_data(t->owner, r->data + at, first);
+    if (n > first && !t->closing)
+        t->cb->on_data(t->owner, r->data, n - first);
+    atomic_store(&r->tail, head); /* seq_cst: then the waiting flag is read */
+    if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
+        wake_peer(t);
+    return true;
+}
+
+/* Reads what came; when nothing did for SPIN_NS, arranges to sleep. The
+ * idle handle calls it again on each turn of the loop while it spins. */
+static void read_ring(transport *t)
+{
+    if (t->closing || !t->in)
+        return;
+    if (drain(t)) {
+        t->idle_since = 0;
+        flush(t); /* answers may be waiting for room */
+        if (!t->closing && !uv_is_active((uv_handle_t *)&t->spin))
+            uv_idle_start(&t->spin, read_ring_cb);
+        return;
+    }
+    uint64_t now = now_ns();
+    if (!t->idle_since)
+        t->idle_since = now;
+    if (now - t->idle_since < SPIN_NS)
+        return;
+    atomic_store(&t->in->reader_sleeping, 1);
+    if (atomic_load(&t->in->head) != atomic_load_explicit(&t->in->tail, memory_order_relaxed)) {
+        atomic_store(&t->in->reader_sleeping, 0);
+        return; /* it came as we were going to sleep */
+    }
+    t->idle_since = 0;
+    uv_idle_stop(&t->spin); /* asleep: the writer will wake us */
+}
+
+/* Takes the peer's memfd from a message, maps it as the ring to read. */
+static int take_ring(transport *t, struct msghdr *m)
+{
+    struct cmsghdr *c = CMSG_FIRSTHDR(m);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return UV_EPROTO;
+    int memfd;
+    memcpy(&memfd, CMSG_DATA(c), sizeof memfd);
+    if (t->in) {
+        close(memfd);
+        return UV_EPROTO; /* a second ring */
+    }
+    void *p = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    close(memfd);
+    if (p == MAP_FAILED)
+        return UV_EPROTO; /* too small, or not a memfd */
+    ring *r = p;
+    if (r->magic != RING_MAGIC || r->size != RING_BYTES) {
+        munmap(p, MAP_BYTES);
+        return UV_EPROTO;
+    }
+    t->in = r;
+    return 0;
+}
+
+static void read_ring_cb(uv_idle_t *h) { read_ring(h->data); }
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    transport *t = h->data;
+    if (status < 0) {
+        fail(t, status);
+        return;
+    }
+    if (events & (UV_READABLE | UV_DISCONNECT)) {
+        for (;;) { /* wake-up bytes, the peer's memfd, or its end */
+            char buf[64];
+            union {
+                char space[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+            } control;
+            struct iovec iov = {buf, sizeof buf};
+            struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+                               .msg_controllen = sizeof control.space};
+            ssize_t n = recvmsg(t->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            if (n > 0 && m.msg_controllen > 0) {
+                int rc = take_ring(t, &m);
+                if (rc != 0) {
+                    fail(t, rc);
+                    return;
+                }
+            } else if (n == 0) { /* the peer closed: read what it left, then end */
+                if (t->in)
+                    drain(t);
+                shm_close(t);
+                return;
+            } else if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                if (errno != EINTR) {
+                    fail(t, uv_translate_sys_error(errno));
+                    return;
+                }
+            }
+        }
+    }
+    read_ring(t);
+    flush(t);
+}
+
+/* ---- opening ------------------------------------------------------------------- */
+
+/* Makes our ring and sends its memfd to the peer. */
+static int offer_ring(transport *t)
+{
+    int memfd = memfd_create("troupe-ring", MFD_CLOEXEC);
+    if (memfd < 0)
+        return uv_translate_sys_error(errno);
+    int rc = 0;
+    if (ftruncate(memfd, MAP_BYTES) != 0) {
+        rc = uv_translate_sys_error(errno);
+        goto out;
+    }
+    void *p = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (p == MAP_FAILED) {
+        rc = uv_translate_sys_error(errno);
+        goto out;
+    }
+    t->out = p;
+    t->out->magic = RING_MAGIC;
+    t->out->size = RING_BYTES;
+    char b = 'r';
+    union {
+        char space[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {&b, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+                       .msg_controllen = sizeof control.space};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &memfd, sizeof memfd);
+    if (sendmsg(t->fd, &m, MSG_NOSIGNAL) != 1)
+        rc = uv_translate_sys_error(errno);
+out:
+    close(memfd); /* the mapping (and the peer's copy) keep it alive */
+    return rc;
+}
+
+static void free_unopened(uv_handle_t *h)
+{
+    transport *t = h->data;
+    if (--t->handles > 0)
+        return;
+    if (t->out)
+        munmap(t->out, MAP_BYTES);
+    close(t->fd);
+    free(t);
+}
+
+static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, void *owner,
+                       transport **out)
+{
+    transport *t = calloc(1, sizeof *t);
+    if (!t) {
+        close(fd);
+        return UV_ENOMEM;
+    }
+    t->closable.on_close = on_handle_closed;
+    t->fd = fd;
+    t->owner = owner;
+    int rc = uv_poll_init(loop, &t->poll, fd);
+    if (rc != 0) {
+        close(fd);
+        free(t);
+        return rc;
+    }
+    uv_idle_init(loop, &t->spin);
+    t->poll.data = t->spin.data = t;
+    t->handles = 2;
+    rc = offer_ring(t);
+    if (rc == 0)
+        rc = uv_poll_start(&t->poll, UV_READABLE | UV_DISCONNECT, on_poll);
+    if (rc != 0) {
+        t->closing = true;
+        uv_close((uv_handle_t *)&t->poll, free_unopened); /* no on_closed: never opened */
+        uv_close((uv_handle_t *)&t->spin, free_unopened);
+        return rc;
+    }
+    t->cb = cb;
+    *out = t;
+    return 0;
+}
+
+const transport_ops transport_shm = {
+    .scheme = "shm", .open = shm_open_fd, .write = shm_write, .close = shm_close};
