@@ -9,7 +9,8 @@
  * last round trip node 1 stops; its connection closes, and node 2, with
  * nothing left to do, ends too.
  *
- * Run: ./build/examples/pingpong_nodes [round trips]
+ * Run: ./build/examples/pingpong_nodes [round trips] [pipe|shm]
+ * (the transport between the two processes; pipe by default)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,17 +111,18 @@ int main(int argc, char **argv)
 {
     if (argc > 1)
         rounds = atol(argv[1]) > 0 ? atol(argv[1]) : rounds;
+    const char *transport = argc > 2 ? argv[2] : "pipe";
     uint16_t me = tr_node_id_from_env();
     tr_system *sys = node_system(me ? me : 1);
     if (!sys)
         return 1;
     int rc;
     if (me) { /* node 2: started by node 1 */
-        rc = tr_system_connect_parent(sys);
+        rc = tr_system_join(sys);
         tr_system_spawn(sys, &ponger, NULL, NULL);
     } else {
         tr_system_spawn(sys, &pinger, NULL, NULL);
-        rc = tr_system_spawn_node(sys, "/proc/self/exe", argv, 2);
+        rc = tr_system_spawn_nodes(sys, "/proc/self/exe", argv, 2, 1, transport);
         if (rc != 0)
             fprintf(stderr, "could not start node 2: %s\n", tr_strerror(rc));
     }

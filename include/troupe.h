@@ -546,22 +546,46 @@ TR_API int tr_spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg 
 TR_API int tr_spawn_remote_then(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,
                                 uint64_t timeout_ms, tr_reply_fn fn, void *arg);
 
-/* Starts program (a path) as a child node numbered node, exec'd with argv
- * (argv[0] is replaced by program; NULL-terminated; may be NULL), our
- * environment plus TROUPE_NODE_ID and TROUPE_NODE_FD, and connects to it
- * over a socket pair. The child's exit closes the connection. Returns 0,
- * TR_EINVAL (bad arguments, or the program could not be started) or
- * TR_ENOMEM. Outside only. */
+/* Starts program (a path) as a child node numbered node, joined to this
+ * system over a socket pair with the pipe transport: tr_system_spawn_nodes
+ * with count 1. Returns as that. Any thread (it waits until the child is
+ * started, a few milliseconds). */
 TR_API int tr_system_spawn_node(tr_system *sys, const char *program, char *const argv[],
                                 uint16_t node);
 
-/* In a process started by tr_system_spawn_node: its node number (0 when it
- * was not started so). Any thread. */
+/* Starts count copies of program (a path) as child nodes numbered first ..
+ * first + count - 1, every node (this one included) joined to every other by
+ * its own socket pair, over transport ("pipe" or "shm"). Each child is
+ * exec'd (never forked) with argv (argv[0] is replaced by program;
+ * NULL-terminated; may be NULL) and our environment plus TROUPE_NODE_ID,
+ * TROUPE_NODE_PEERS and TROUPE_NODE_TRANSPORT; it calls tr_system_join. A
+ * child's exit closes its connections: monitors of its actors get downs
+ * (tr_monitor_node notices the node itself), and the same number may be
+ * started again. Returns 0, TR_EINVAL (bad arguments, numbers that include
+ * ours, or a program that could not be started) or TR_ENOMEM. Any thread (it
+ * waits until the children are started). */
+TR_API int tr_system_spawn_nodes(tr_system *sys, const char *program, char *const argv[],
+                                 uint16_t first, unsigned count, const char *transport);
+
+/* In a process started as a node (by tr_system_spawn_nodes or tr_launch):
+ * its node number, 0 when it was not started so. Any thread. */
 TR_API uint16_t tr_node_id_from_env(void);
 
-/* In such a process: connects its system to the parent. Returns as
- * tr_system_connect, or TR_EINVAL when not started so. */
-TR_API int tr_system_connect_parent(tr_system *sys);
+/* In such a process: connects sys (made with node_id tr_node_id_from_env())
+ * to every peer it was given. Returns 0, TR_EINVAL (not started as a node,
+ * another node id, a malformed environment) or TR_ENOMEM. Any thread not in
+ * a handler. */
+TR_API int tr_system_join(tr_system *sys);
+
+/* A launcher: starts count copies of program as nodes 1 .. count, each
+ * joined to every other over transport ("pipe" or "shm"), and waits until
+ * all have exited. status (count entries; may be NULL) receives each exit
+ * status, 128 + the signal for one killed by a signal. Returns 0 once all
+ * have exited, TR_EINVAL (bad arguments, or a node could not be started:
+ * the others are still waited for) or TR_ENOMEM. Outside only; needs no
+ * system. The tools/troupe-launch program is this function. */
+TR_API int tr_launch(const char *program, char *const argv[], unsigned count,
+                     const char *transport, int *status);
 
 /* Parses what tr_addr_format writes (for logs and command lines) into *out.
  * Returns 0, or TR_EINVAL for anything else (out of range numbers, extra

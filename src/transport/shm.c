@@ -226,11 +226,11 @@ static void read_ring(transport *t)
 {
     if (t->closing || !t->in)
         return;
+    if (!uv_is_active((uv_handle_t *)&t->spin))
+        uv_idle_start(&t->spin, read_ring_cb); /* until we decide to sleep */
     if (drain(t)) {
         t->idle_since = 0;
         flush(t); /* answers may be waiting for room */
-        if (!t->closing && !uv_is_active((uv_handle_t *)&t->spin))
-            uv_idle_start(&t->spin, read_ring_cb);
         return;
     }
     uint64_t now = now_ns();
