@@ -476,10 +476,12 @@ static bool run_system_lane(tr_ctx *ctx, actor *a)
         msg_link *link = msg_link_of(mn);
         uint64_t ref = msg_link_ref(link);
         bool to_user;
-        if (link->msg->type >= TR_MSG_SYSTEM)
+        if (ref) /* the answer to one of our asks (or spawn requests) */
+            to_user = ask_take_reply(ctx, a, link);
+        else if (link->msg->type >= TR_MSG_SYSTEM)
             to_user = watch_handle(ctx, a, link);
-        else /* a reply to one of our asks, or a timer's message */
-            to_user = !ref || ask_take_reply(ctx, a, link);
+        else /* a timer's message */
+            to_user = true;
         if (to_user) {
             ctx->sender = link->from;
             ctx->request_ref = 0;

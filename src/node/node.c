@@ -484,7 +484,7 @@ static void on_closed(void *owner, int error)
     if (!why && wire_reader_finish(&c->reader, &why) != 0)
         fprintf(stderr, "troupe: node %u: connection to node %u: %s\n", (unsigned)n->id,
                 (unsigned)c->peer, why);
-    else if (!why && error)
+    else if (!why && error && error != UV_ECONNRESET && error != UV_EPIPE) /* not just gone */
         fprintf(stderr, "troupe: node %u: connection to node %u lost: %s\n", (unsigned)n->id,
                 (unsigned)c->peer, uv_strerror(error));
     for (connection **p = &n->connections; *p; p = &(*p)->next)

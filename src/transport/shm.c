@@ -278,8 +278,10 @@ static void read_ring_cb(uv_idle_t *h) { read_ring(h->data); }
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     transport *t = h->data;
-    if (status < 0) {
-        fail(t, status);
+    if (status < 0) { /* libuv reports POLLERR as EBADF: the peer reset the socket */
+        if (t->in)
+            drain(t); /* what it wrote before it went */
+        fail(t, status == UV_EBADF ? UV_ECONNRESET : status);
         return;
     }
     if (events & (UV_READABLE | UV_DISCONNECT)) {
