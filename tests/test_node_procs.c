@@ -1,0 +1,297 @@
+/* Integration tests with real child processes: this binary starts copies
+ * of itself as nodes (tr_system_spawn_nodes; a copy sees TROUPE_NODE_ID and
+ * runs child_main instead of the tests). Each test bounds its own time with
+ * an alarm, so a lost message fails instead of hanging. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <troupe.h>
+
+enum { MSG_DATA = 1, MSG_ACK, MSG_END, MSG_SUMMARY, MSG_PID };
+enum { PAYLOAD = 64, WINDOW = 4096 };
+
+static long stream_count(void)
+{
+    const char *v = getenv("TR_STRESS_MESSAGES");
+    return v && atol(v) > 0 ? atol(v) : 1000000;
+}
+
+/* The payload of message seq: seq then bytes derived from it. */
+static void fill(unsigned char *p, uint64_t seq)
+{
+    memcpy(p, &seq, sizeof seq);
+    for (size_t i = sizeof seq; i < PAYLOAD; i++)
+        p[i] = (unsigned char)(seq * 31 + i);
+}
+
+static uint64_t mix(uint64_t h, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull; /* FNV-1a */
+    return h;
+}
+
+/* ---- in the children: a sink that checks order and content ---- */
+
+typedef struct {
+    uint64_t next, hash;
+    bool bad;
+} sink_state;
+
+static void sink_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    sink_state *s = state;
+    switch (tr_msg_type(msg)) {
+    case MSG_PID: {
+        int64_t pid = getpid();
+        tr_reply(ctx, tr_msg_new(MSG_PID, &pid, sizeof pid));
+        return;
+    }
+    case MSG_DATA: {
+        unsigned char want[PAYLOAD];
+        fill(want, s->next);
+        s->bad |= tr_msg_size(msg) != PAYLOAD || memcmp(tr_msg_data(msg), want, PAYLOAD) != 0;
+        s->hash = mix(s->hash, tr_msg_data(msg), tr_msg_size(msg));
+        if (++s->next % (WINDOW / 2) == 0)
+            tr_reply(ctx, tr_msg_new(MSG_ACK, &s->next, sizeof s->next));
+        return;
+    }
+    case MSG_END: {
+        uint64_t summary[2] = {s->bad ? 0 : s->next, s->hash};
+        tr_reply(ctx, tr_msg_new(MSG_SUMMARY, summary, sizeof summary));
+        return;
+    }
+    }
+}
+
+static const tr_behavior sink = {.name = "sink", .state_size = sizeof(sink_state), .receive = sink_receive};
+
+/* Ends the child when node 1 has gone. */
+static int watchdog_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_monitor_node(ctx, 1, NULL);
+}
+
+static void watchdog_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)state;
+    if (tr_msg_type(msg) == TR_MSG_DOWN)
+        tr_system_stop(tr_ctx_system(ctx));
+}
+
+static const tr_behavior watchdog = {.name = "watchdog", .init = watchdog_init, .receive = watchdog_receive};
+
+static int child_main(uint16_t me)
+{
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.node_id = me;
+    cfg.workers = 2;
+    tr_system *sys;
+    if (tr_system_new(&cfg, &sys) != 0 || tr_register_behavior(sys, &sink) != 0 ||
+        tr_system_join(sys) != 0 || tr_system_spawn(sys, &watchdog, NULL, NULL) != 0)
+        return 1;
+    tr_system_run(sys);
+    tr_system_free(sys);
+    return 0;
+}
+
+/* ---- in the test: sources that stream to sinks in other processes ---- */
+
+typedef struct {
+    uint16_t node; /* the sink's */
+    bool kill_it;  /* kill the sink's process with SIGKILL halfway */
+    /* results */
+    bool complete, spawn_unknown_refused, saw_node_down, saw_actor_down;
+    long sent;
+} source_job;
+
+typedef struct {
+    source_job *job;
+    tr_addr sink;
+    uint64_t next, acked, hash, spawn_ref, unknown_ref;
+    int64_t pid;
+    bool ended;
+} source_state;
+
+static long total;
+
+static void pump(tr_ctx *ctx, source_state *s)
+{
+    unsigned char p[PAYLOAD];
+    while (s->next < (uint64_t)total && s->next - s->acked < WINDOW) {
+        if (s->job->kill_it && s->pid && s->next == (uint64_t)total / 2) {
+            kill((pid_t)s->pid, SIGKILL); /* mid-stream */
+            s->pid = 0;
+        }
+        fill(p, s->next++);
+        s->hash = mix(s->hash, p, PAYLOAD);
+        if (tr_send(ctx, s->sink, tr_msg_new(MSG_DATA, p, PAYLOAD)) != 0)
+            break;
+        s->job->sent++;
+    }
+    if (s->next == (uint64_t)total && !s->ended) {
+        s->ended = true;
+        tr_send(ctx, s->sink, tr_msg_new(MSG_END, NULL, 0));
+    }
+}
+
+static _Atomic int sources_left;
+
+static void source_done(tr_ctx *ctx)
+{
+    tr_exit(ctx, TR_EXIT_NORMAL);
+    if (--sources_left == 0)
+        tr_system_stop(tr_ctx_system(ctx));
+}
+
+static int source_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    source_state *s = state;
+    s->job = *(source_job *const *)tr_msg_data(arg);
+    s->pid = 0; /* the hash starts at 0 on both sides */
+    tr_monitor_node(ctx, s->job->node, NULL);
+    int rc = tr_spawn_remote(ctx, s->job->node, "no-such-behaviour", NULL, 10000, &s->unknown_ref);
+    return rc ? rc : tr_spawn_remote(ctx, s->job->node, "sink", NULL, 10000, &s->spawn_ref);
+}
+
+static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    source_state *s = state;
+    switch (tr_msg_type(msg)) {
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        if (tr_reply_to(ctx) == s->unknown_ref) {
+            s->job->spawn_unknown_refused = sp->error == TR_ENOENT;
+            return;
+        }
+        assert_int_equal(sp->error, 0);
+        s->sink = sp->actor;
+        tr_monitor(ctx, s->sink, NULL);
+        tr_ask(ctx, s->sink, tr_msg_new(MSG_PID, NULL, 0), 10000, NULL);
+        return;
+    }
+    case MSG_PID:
+        memcpy(&s->pid, tr_msg_data(msg), sizeof s->pid);
+        pump(ctx, s);
+        return;
+    case MSG_ACK:
+        memcpy(&s->acked, tr_msg_data(msg), sizeof s->acked);
+        pump(ctx, s);
+        return;
+    case MSG_SUMMARY: {
+        const uint64_t *summary = tr_msg_data(msg);
+        s->job->complete = summary[0] == (uint64_t)total && summary[1] == s->hash;
+        source_done(ctx);
+        return;
+    }
+    case TR_MSG_DOWN: {
+        const tr_down *d = tr_msg_data(msg);
+        if (d->reason != TR_EXIT_NODEDOWN)
+            return;
+        if (tr_addr_eq(d->actor, tr_node_addr(s->job->node)))
+            s->job->saw_node_down = true;
+        else if (tr_addr_eq(d->actor, s->sink))
+            s->job->saw_actor_down = true;
+        if (s->job->saw_node_down && s->job->saw_actor_down)
+            source_done(ctx);
+        return;
+    }
+    }
+}
+
+static const tr_behavior source = {.name = "source", .state_size = sizeof(source_state),
+                                   .init = source_init, .receive = source_receive};
+
+/* Starts nodes 2.. (one per job) over transport and a source for each. */
+static void run_jobs(const char *transport, source_job *jobs, unsigned n)
+{
+    alarm(240); /* a lost message fails the test instead of hanging it */
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.node_id = 1;
+    cfg.workers = 2;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    assert_int_equal(tr_system_spawn_nodes(sys, "/proc/self/exe", NULL, 2, n, transport), 0);
+    sources_left = (int)n;
+    for (unsigned i = 0; i < n; i++) {
+        source_job *job = &jobs[i];
+        assert_int_equal(tr_system_spawn(sys, &source, tr_msg_new(0, &job, sizeof job), NULL), 0);
+    }
+    assert_int_equal(tr_system_run(sys), 0);
+    tr_system_free(sys);
+    alarm(0);
+}
+
+static void stream(const char *transport)
+{
+    total = stream_count();
+    source_job jobs[2] = {{.node = 2}, {.node = 3}};
+    run_jobs(transport, jobs, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_true(jobs[i].complete); /* every message, in order, with its checksum */
+        assert_true(jobs[i].spawn_unknown_refused);
+    }
+}
+
+static void procs__stream_over_pipe__complete_and_in_order(void **state)
+{
+    (void)state;
+    stream("pipe");
+}
+
+static void procs__stream_over_shm__complete_and_in_order(void **state)
+{
+    (void)state;
+    stream("shm");
+}
+
+/* Node 2 is killed halfway through its stream; node 3's goes on. */
+static void sigkill(const char *transport)
+{
+    total = stream_count() / 4;
+    source_job jobs[2] = {{.node = 2, .kill_it = true}, {.node = 3}};
+    run_jobs(transport, jobs, 2);
+    assert_true(jobs[0].saw_node_down);
+    assert_true(jobs[0].saw_actor_down);
+    assert_false(jobs[0].complete);
+    assert_true(jobs[1].complete); /* nothing to the live node was lost */
+}
+
+static void procs__child_killed_mid_stream_pipe__downs_and_the_other_goes_on(void **state)
+{
+    (void)state;
+    sigkill("pipe");
+}
+
+static void procs__child_killed_mid_stream_shm__downs_and_the_other_goes_on(void **state)
+{
+    (void)state;
+    sigkill("shm");
+}
+
+int main(void)
+{
+    uint16_t me = tr_node_id_from_env();
+    if (me)
+        return child_main(me);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(procs__stream_over_pipe__complete_and_in_order),
+        cmocka_unit_test(procs__stream_over_shm__complete_and_in_order),
+        cmocka_unit_test(procs__child_killed_mid_stream_pipe__downs_and_the_other_goes_on),
+        cmocka_unit_test(procs__child_killed_mid_stream_shm__downs_and_the_other_goes_on),
+    };
+    return cmocka_run_group_tests_name("node_procs", tests, NULL, NULL);
+}
