@@ -7,7 +7,10 @@
  * the members with tr_spawn_remote, round-robin over the nodes, so every
  * hop of the token crosses from one process to another. It tells each
  * member the address of the next (addresses are plain values, valid in any
- * process), then starts the token. Payloads are msgpack, the portable way.
+ * process) with an ask, and starts the token once every member has
+ * answered: a member's "next" and the token travel by different processes,
+ * so without the answers the token could overtake it. Payloads are msgpack,
+ * the portable way.
  * Nodes 2-4 watch node 1 with tr_monitor_node and stop when it has gone.
  *
  * Run: ./build/examples/ring_nodes [hops] [pipe|shm]
@@ -18,7 +21,7 @@
 #include <troupe.h>
 
 enum { NODES = 4, MEMBERS = 8 };
-enum { MSG_NEXT = 1, MSG_TOKEN, MSG_DONE };
+enum { MSG_NEXT = 1, MSG_TOKEN, MSG_DONE, MSG_READY };
 
 static long hops = 20000;
 
@@ -63,6 +66,7 @@ static void member_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     uint64_t v[2];
     if (tr_msg_type(msg) == MSG_NEXT && unpack(msg, 1, v) == 0) {
         next->bits = v[0];
+        tr_reply(ctx, pack(MSG_READY, 0, NULL));
     } else if (tr_msg_type(msg) == MSG_TOKEN && unpack(msg, 2, v) == 0) { /* [hops left, conductor] */
         if (v[0] == 0) {
             tr_send(ctx, (tr_addr){v[1]}, pack(MSG_DONE, 0, NULL));
@@ -81,7 +85,7 @@ static const tr_behavior member = {
 typedef struct {
     uint64_t refs[MEMBERS];
     tr_addr members[MEMBERS];
-    int spawned;
+    int spawned, ready;
     struct timespec started;
 } conductor_state;
 
@@ -114,8 +118,11 @@ static void conductor_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
             return;
         for (int i = 0; i < MEMBERS; i++) { /* close the ring */
             uint64_t next = c->members[(i + 1) % MEMBERS].bits;
-            tr_send(ctx, c->members[i], pack(MSG_NEXT, 1, &next));
+            tr_ask(ctx, c->members[i], pack(MSG_NEXT, 1, &next), 10000, NULL);
         }
+    } else if (tr_msg_type(msg) == MSG_READY) {
+        if (++c->ready < MEMBERS)
+            return;
         char where[32];
         printf("ring of %d members over %d processes; member 1 is %s\n", MEMBERS, NODES,
                tr_addr_format(c->members[1], where, sizeof where));

@@ -1,9 +1,17 @@
-/* Connections between nodes: handshake, framing, routing, heartbeats. */
+/* Connections between nodes: handshake, framing, routing, heartbeats.
+ *
+ * Sending: once a peer's connection is up and nothing for that peer is
+ * still queued for the loop, a sender on any thread hands its frame to the
+ * transport itself (through the peer's lane, under the lane's lock), with
+ * no allocation and no hop through the loop thread. Until then frames go
+ * to the loop as tasks, and the lane counts them, so a direct send never
+ * overtakes an earlier one. */
 #include "node.h"
 
 #include "../transport/transport.h"
 #include "wire.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +27,14 @@ typedef struct connection {
     const char *why;            /* the protocol error that closed it, if any */
     uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
 } connection;
+
+/* One per peer node, made on first use, never freed before the node: how
+ * senders reach that peer's connection. */
+typedef struct lane {
+    pthread_mutex_t lock;
+    connection *c;   /* the connection while it is up, else NULL */
+    unsigned queued; /* frames for this peer handed to the loop, not yet written or dropped */
+} lane;
 
 /* The heartbeat timer: one for all connections. */
 typedef struct beat_timer {
@@ -40,6 +56,7 @@ struct node {
     beat_timer *beat;            /* started with the first connection */
     _Atomic unsigned handshaking; /* connections whose peer is not known yet */
     _Atomic uint64_t dropped;
+    _Atomic(lane *) *lanes; /* by peer node number */
 };
 
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
@@ -51,6 +68,11 @@ int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbac
     if (!n)
         return TR_ENOMEM;
     *n = (node){.id = id, .heartbeat_ms = heartbeat_ms, .io = io, .cb = cb, .arg = arg};
+    n->lanes = calloc(UINT16_MAX + 1, sizeof *n->lanes); /* pages untouched until used */
+    if (!n->lanes) {
+        free(n);
+        return TR_ENOMEM;
+    }
     atomic_init(&n->handshaking, 0);
     atomic_init(&n->dropped, 0);
     *out = n;
@@ -81,10 +103,51 @@ static connection *route(node *n, uint16_t peer)
     return NULL;
 }
 
+/* The lane to peer, made if needed; NULL when out of memory. Any thread. */
+static lane *lane_of(node *n, uint16_t peer)
+{
+    lane *l = atomic_load_explicit(&n->lanes[peer], memory_order_acquire);
+    if (l)
+        return l;
+    lane *fresh = calloc(1, sizeof *fresh);
+    if (!fresh)
+        return NULL;
+    pthread_mutex_init(&fresh->lock, NULL);
+    /* acq_rel: publishes the initialised lane, or sees the one that won. */
+    if (atomic_compare_exchange_strong_explicit(&n->lanes[peer], &l, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    pthread_mutex_destroy(&fresh->lock);
+    free(fresh);
+    return l;
+}
+
+/* Loop thread: a frame handed over as a task is written or dropped. */
+static void lane_done(node *n, uint16_t peer)
+{
+    lane *l = atomic_load_explicit(&n->lanes[peer], memory_order_acquire);
+    pthread_mutex_lock(&l->lock);
+    l->queued--;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Loop thread: opens or closes the lane of c's peer for direct sends. */
+static void lane_set(node *n, uint16_t peer, connection *c)
+{
+    lane *l = lane_of(n, peer);
+    if (!l)
+        return; /* no lane: every frame takes the loop path */
+    pthread_mutex_lock(&l->lock);
+    l->c = c;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Loop thread: writes bytes (malloc'd, freed here) to c. */
 static void conn_write(connection *c, void *bytes, size_t len)
 {
     c->last_out = uv_now(c->node->loop);
-    c->ops->write(c->t, bytes, len);
+    c->ops->send(c->t, bytes, len, NULL, 0, true);
+    free(bytes);
 }
 
 static void drop(frame_task *f)
@@ -101,6 +164,8 @@ static void write_on_loop(io_task *task, uv_loop_t *loop)
     connection *c = loop ? route(n, f->to_node) : NULL;
     if (c) {
         conn_write(c, f->bytes, f->len);
+        if (loop)
+            lane_done(n, f->to_node);
         free(f);
     } else if (loop && atomic_load_explicit(&n->handshaking, memory_order_relaxed) > 0) {
         /* its peer may be the one greeting us */
@@ -110,6 +175,8 @@ static void write_on_loop(io_task *task, uv_loop_t *loop)
         f->next_waiting = NULL;
         *tail = f;
     } else {
+        if (loop)
+            lane_done(n, f->to_node);
         drop(f);
     }
 }
@@ -126,9 +193,11 @@ static void handshake_over(node *n, uint16_t peer)
         if (c && f->to_node == peer) {
             *p = f->next_waiting;
             conn_write(c, f->bytes, f->len);
+            lane_done(n, f->to_node);
             free(f);
         } else if (left == 0) {
             *p = f->next_waiting;
+            lane_done(n, f->to_node);
             drop(f);
         } else {
             p = &f->next_waiting;
@@ -145,6 +214,14 @@ void node_free(node *n)
         n->waiting = f->next_waiting;
         drop(f);
     }
+    for (uint32_t i = 0; i <= UINT16_MAX; i++) {
+        lane *l = atomic_load_explicit(&n->lanes[i], memory_order_relaxed);
+        if (l) {
+            pthread_mutex_destroy(&l->lock);
+            free(l);
+        }
+    }
+    free(n->lanes);
     free(n);
 }
 
@@ -164,15 +241,34 @@ static unsigned char *frame_bytes(const wire_header *h, const void *prefix, size
     return bytes;
 }
 
-/* Builds the frame (body: prefix then the rest) and hands it to the loop. */
+/* Sends the frame (body: prefix then the rest) to to_node: straight to its
+ * transport when its lane is open and clear, else through the loop. */
 static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const void *prefix,
                        size_t prefix_len, const void *body)
 {
+    lane *l = lane_of(n, to_node);
+    if (!l)
+        return TR_ENOMEM;
+    pthread_mutex_lock(&l->lock);
+    if (l->c && l->queued == 0) {
+        unsigned char head[WIRE_HEADER_SIZE + 8];
+        wire_encode_header(h, head);
+        memcpy(head + WIRE_HEADER_SIZE, prefix, prefix_len);
+        int rc = l->c->ops->send(l->c->t, head, WIRE_HEADER_SIZE + prefix_len, body,
+                                 h->length - prefix_len, false);
+        pthread_mutex_unlock(&l->lock);
+        return rc == 0 ? 0 : rc == UV_ENOMEM ? TR_ENOMEM : TR_EDEAD;
+    }
+    l->queued++; /* until the loop has written or dropped it */
+    pthread_mutex_unlock(&l->lock);
     frame_task *f = malloc(sizeof *f);
     size_t len;
     unsigned char *bytes = f ? frame_bytes(h, prefix, prefix_len, body, &len) : NULL;
     if (!bytes) {
         free(f);
+        pthread_mutex_lock(&l->lock);
+        l->queued--;
+        pthread_mutex_unlock(&l->lock);
         return TR_ENOMEM;
     }
     *f = (frame_task){.task.run = write_on_loop, .node = n, .to_node = to_node, .len = len,
@@ -423,6 +519,7 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
     c->peer = hello.node;
     n->cb->connection_up(n->arg, c->peer);
     handshake_over(n, c->peer);
+    lane_set(n, c->peer, c); /* after what waited: direct sends come behind it */
 }
 
 static void frame_in(connection *c, const wire_header *h, const unsigned char *body)
@@ -494,6 +591,8 @@ static void on_closed(void *owner, int error)
         }
     if (c->peer == 0) /* it never finished its handshake */
         handshake_over(n, 0);
+    else
+        lane_set(n, c->peer, NULL); /* no sender is inside it after this */
     n->cb->connection_closed(n->arg, c->peer, why ? TR_EPROTO : error, why);
     wire_reader_fini(&c->reader);
     free(c);

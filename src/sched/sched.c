@@ -1,11 +1,14 @@
 /* Worker threads, stealing, parking and quiescence. */
 #include "sched.h"
 
+#include <sched.h>
+
 #include <stdlib.h>
 
 #define FAIRNESS_TICK 61   /* every so many turns, the inject queue goes first */
 #define NEXT_STREAK_MAX 64 /* turns in a row from the next slot */
 #define SEARCH_NS 100000  /* searching this long before parking */
+#define SEARCH_HOT_NS 5000 /* of which spinning without yielding the core */
 #define STEAL_DRAIN_NS 200000 /* steal a queue that needs longer to drain */
 #define SAMPLE_NS 10000       /* how often thieves sample their victims */
 #define SAMPLE_STALE_NS 10000000 /* samples older than this are retaken */
@@ -249,8 +252,14 @@ static sched_node *search(sched_worker *w)
             break;
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
             break;
-        for (int i = 0; i < 16; i++)
-            cpu_relax();
+        /* Past the first microseconds, give the core to any thread that
+         * has work (an io thread, another process's worker) instead of
+         * spinning it away: where cores are spare this costs nothing. */
+        if (now - start < SEARCH_HOT_NS)
+            for (int i = 0; i < 16; i++)
+                cpu_relax();
+        else
+            sched_yield();
         now = platform_now_ns();
     }
     atomic_fetch_sub(&s->spinning, 1);

@@ -1,39 +1,57 @@
-/* The pipe transport: a Unix socket or pipe fd as a libuv stream. */
+/* The pipe transport: a Unix socket or pipe fd as a libuv stream.
+ *
+ * Senders on any thread append frames to one output buffer under a lock;
+ * the loop thread writes out everything gathered so far in one write
+ * (batching, woken by an async handle that merges wake-ups). */
 #include "transport.h"
 
 #include "../io/loop.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 struct transport {
-    io_closable closable; /* first: the loop closes a still-open handle with it */
+    io_closable closable; /* first: the loop closes still-open handles with it */
     uv_pipe_t pipe;
+    uv_async_t flush; /* senders off the loop ask for a write with it */
+    unsigned handles; /* still open */
     const transport_callbacks *cb;
     void *owner;
     int error;
+    pthread_mutex_t lock; /* guards what follows */
     bool closing;
+    unsigned char *out; /* gathered, not yet handed to libuv */
+    size_t out_len, out_cap;
 };
 
 typedef struct write_req {
     uv_write_t req;
-    void *buf;
+    unsigned char *buf;
 } write_req;
 
 static void on_handle_closed(uv_handle_t *h)
 {
     transport *t = h->data;
+    if (--t->handles > 0)
+        return;
     t->cb->on_closed(t->owner, t->error);
+    pthread_mutex_destroy(&t->lock);
+    free(t->out);
     free(t);
 }
 
 static void pipe_close(transport *t)
 {
-    if (t->closing)
+    pthread_mutex_lock(&t->lock);
+    bool was = t->closing;
+    t->closing = true; /* no sender touches the async handle after this */
+    pthread_mutex_unlock(&t->lock);
+    if (was)
         return;
-    t->closing = true;
     uv_close((uv_handle_t *)&t->pipe, on_handle_closed);
+    uv_close((uv_handle_t *)&t->flush, on_handle_closed);
 }
 
 static void fail(transport *t, int error)
@@ -72,58 +90,120 @@ static void on_written(uv_write_t *req, int status)
         fail(t, status);
 }
 
-static void free_on_close(uv_handle_t *h) { free(h->data); }
-
-static int pipe_open(uv_loop_t *loop, int fd, const transport_callbacks *cb, void *owner,
-                     transport **out)
+/* Loop thread: hands everything gathered to libuv as one write. */
+static void write_out(transport *t)
 {
-    transport *t = calloc(1, sizeof *t);
-    if (!t)
-        return UV_ENOMEM;
-    t->closable.on_close = on_handle_closed;
-    t->cb = cb;
-    t->owner = owner;
-    int rc = uv_pipe_init(loop, &t->pipe, 0);
-    if (rc != 0) {
-        free(t);
-        close(fd);
-        return rc;
-    }
-    t->pipe.data = t;
-    if ((rc = uv_pipe_open(&t->pipe, fd)) != 0)
-        close(fd); /* not attached: ours to close */
-    else
-        rc = uv_read_start((uv_stream_t *)&t->pipe, on_alloc, on_read);
-    if (rc != 0) {
-        t->closing = true;
-        uv_close((uv_handle_t *)&t->pipe, free_on_close); /* no on_closed: never opened */
-        return rc;
-    }
-    *out = t;
-    return 0;
-}
-
-static int pipe_write(transport *t, void *buf, size_t len)
-{
-    write_req *w = malloc(sizeof *w);
-    if (!w || t->closing) {
-        free(w);
+    pthread_mutex_lock(&t->lock);
+    unsigned char *buf = t->out;
+    size_t len = t->out_len;
+    bool closing = t->closing;
+    t->out = NULL;
+    t->out_len = t->out_cap = 0;
+    pthread_mutex_unlock(&t->lock);
+    write_req *w = len && !closing ? malloc(sizeof *w) : NULL;
+    if (!w) {
         free(buf);
-        return t->closing ? UV_EPIPE : UV_ENOMEM;
+        if (len && !closing)
+            fail(t, UV_ENOMEM);
+        return;
     }
     w->buf = buf;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     int rc = uv_write(&w->req, (uv_stream_t *)&t->pipe, &b, 1, on_written);
     if (rc != 0) {
         free(buf);
         free(w);
         fail(t, rc);
     }
+}
+
+static void on_flush(uv_async_t *a) { write_out(a->data); }
+
+static void free_unopened(uv_handle_t *h)
+{
+    transport *t = h->data;
+    if (--t->handles > 0)
+        return;
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+static int pipe_open(uv_loop_t *loop, int fd, const transport_callbacks *cb, void *owner,
+                     transport **out)
+{
+    transport *t = calloc(1, sizeof *t);
+    if (!t) {
+        close(fd);
+        return UV_ENOMEM;
+    }
+    t->closable.on_close = on_handle_closed;
+    t->cb = cb;
+    t->owner = owner;
+    pthread_mutex_init(&t->lock, NULL);
+    int rc = uv_pipe_init(loop, &t->pipe, 0);
+    if (rc != 0) {
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        close(fd);
+        return rc;
+    }
+    t->pipe.data = t->flush.data = t;
+    t->handles = 1;
+    if ((rc = uv_async_init(loop, &t->flush, on_flush)) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&t->pipe, free_unopened);
+        return rc;
+    }
+    t->handles = 2;
+    if ((rc = uv_pipe_open(&t->pipe, fd)) != 0)
+        close(fd); /* not attached: ours to close */
+    else
+        rc = uv_read_start((uv_stream_t *)&t->pipe, on_alloc, on_read);
+    if (rc != 0) {
+        t->closing = true;
+        uv_close((uv_handle_t *)&t->pipe, free_unopened); /* no on_closed: never opened */
+        uv_close((uv_handle_t *)&t->flush, free_unopened);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+static int pipe_send(transport *t, const void *a, size_t alen, const void *b, size_t blen,
+                     bool on_loop)
+{
+    pthread_mutex_lock(&t->lock);
+    int rc = t->closing ? UV_EPIPE : 0;
+    size_t need = t->out_len + alen + blen;
+    if (rc == 0 && need > t->out_cap) {
+        size_t cap = t->out_cap ? t->out_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        unsigned char *p = realloc(t->out, cap);
+        if (p) {
+            t->out = p;
+            t->out_cap = cap;
+        } else {
+            rc = UV_ENOMEM;
+        }
+    }
+    bool first = t->out_len == 0;
+    if (rc == 0) {
+        memcpy(t->out + t->out_len, a, alen);
+        if (blen)
+            memcpy(t->out + t->out_len + alen, b, blen);
+        t->out_len = need;
+    }
+    if (rc == 0 && first && !on_loop)
+        uv_async_send(&t->flush); /* under the lock: the handle is not closing */
+    pthread_mutex_unlock(&t->lock);
+    if (rc == 0 && on_loop)
+        write_out(t);
     return rc;
 }
 
 const transport_ops transport_pipe = {
-    .scheme = "pipe", .open = pipe_open, .write = pipe_write, .close = pipe_close};
+    .scheme = "pipe", .open = pipe_open, .send = pipe_send, .close = pipe_close};
 
 const transport_ops *transport_find(const char *scheme)
 {

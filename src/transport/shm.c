@@ -15,14 +15,18 @@
  * byte. Symmetrically a writer facing a full ring sets `writer_waiting` and
  * looks again; the reader clears it after freeing space and sends one byte.
  * All flags and positions are sequentially consistent, which makes each
- * store-then-load pair a Dekker handshake. Everything runs on the io loop
- * thread. Nothing is dropped: bytes that do not fit wait on our side. */
+ * store-then-load pair a Dekker handshake. Senders on any thread write
+ * into our ring directly, under the producer lock; reading runs on the io
+ * loop thread. Nothing is dropped: bytes that do not fit wait on our side,
+ * in order, and the loop moves them in as the reader frees room. */
 #include "transport.h"
 
 #include "../io/loop.h"
 #include "../platform/platform.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,7 +38,7 @@
 
 #define RING_BYTES (1u << 20)
 #define RING_MAGIC 0x74726f7570657231ull /* "troupér1" */
-#define SPIN_NS 50000                     /* how long an idle reader spins before it sleeps */
+#define SPIN_NS 200000                     /* how long an idle reader spins before it sleeps */
 
 typedef struct ring {
     _Alignas(CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: the writer's */
@@ -64,11 +68,13 @@ struct transport {
     int fd;
     const transport_callbacks *cb;
     void *owner;
-    ring *out; /* ours, to write */
     ring *in;  /* the peer's, to read; NULL until its memfd came */
-    pending *first, *last;
     int error;
-    bool closing;
+    bool closing; /* loop thread; `shut` tells senders */
+    pthread_mutex_t lock; /* the producer side: guards what follows */
+    ring *out; /* ours, to write */
+    pending *first, *last;
+    bool shut;
 };
 
 static uint64_t now_ns(void)
@@ -98,6 +104,7 @@ static void on_handle_closed(uv_handle_t *h)
     close(t->fd);
     if (t->cb)
         t->cb->on_closed(t->owner, t->error);
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
@@ -106,6 +113,9 @@ static void shm_close(transport *t)
     if (t->closing)
         return;
     t->closing = true;
+    pthread_mutex_lock(&t->lock);
+    t->shut = true; /* senders stop here */
+    pthread_mutex_unlock(&t->lock);
     uv_close((uv_handle_t *)&t->poll, on_handle_closed);
     uv_close((uv_handle_t *)&t->spin, on_handle_closed);
 }
@@ -118,12 +128,13 @@ static void fail(transport *t, int error)
 }
 
 /* One byte to the peer: "look at the rings". A full socket buffer means
- * wake-ups are already waiting there, which is as good. */
+ * wake-ups are already waiting there, which is as good; any other failure
+ * means the peer is gone, which the loop learns from the socket. Any thread. */
 static void wake_peer(transport *t)
 {
     char b = 'w';
-    if (send(t->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EINTR)
-        fail(t, uv_translate_sys_error(errno));
+    ssize_t rc = send(t->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)rc;
 }
 
 /* ---- writing ----------------------------------------------------------------- */
@@ -147,18 +158,40 @@ static size_t ring_put(ring *r, const unsigned char *buf, size_t len)
     return n;
 }
 
-/* Moves pending bytes into the ring, in order; wakes a sleeping reader. */
-static void flush(transport *t)
+/* Appends len bytes to the pending queue. With the lock held. */
+static bool pend(transport *t, const unsigned char *buf, size_t len)
+{
+    pending *p = malloc(sizeof *p);
+    unsigned char *copy = malloc(len);
+    if (!p || !copy) {
+        free(p);
+        free(copy);
+        return false;
+    }
+    memcpy(copy, buf, len);
+    *p = (pending){.buf = copy, .len = len};
+    if (t->last)
+        t->last->next = p;
+    else
+        t->first = p;
+    t->last = p;
+    return true;
+}
+
+/* Moves pending bytes into the ring, in order. With the lock held; returns
+ * whether it wrote anything. */
+static bool flush_locked(transport *t)
 {
     bool wrote = false;
-    while (t->first && !t->closing) {
+    while (t->first) {
         pending *p = t->first;
         size_t n = ring_put(t->out, p->buf + p->done, p->len - p->done);
         wrote |= n > 0;
         p->done += n;
         if (p->done < p->len) { /* full: ask the reader to say when it read */
             atomic_store(&t->out->writer_waiting, 1);
-            if (atomic_load(&t->out->tail) == atomic_load_explicit(&t->out->head, memory_order_relaxed) - RING_BYTES)
+            if (atomic_load(&t->out->tail) + RING_BYTES ==
+                atomic_load_explicit(&t->out->head, memory_order_relaxed))
                 break; /* still full: its wake-up will come */
             atomic_store(&t->out->writer_waiting, 0);
             continue;
@@ -169,28 +202,53 @@ static void flush(transport *t)
         free(p->buf);
         free(p);
     }
+    return wrote;
+}
+
+/* After writing: wakes the reader if it sleeps. Any thread. */
+static void after_write(transport *t, bool wrote)
+{
     if (wrote && atomic_load(&t->out->reader_sleeping) &&
         atomic_exchange(&t->out->reader_sleeping, 0))
         wake_peer(t);
 }
 
-static int shm_write(transport *t, void *buf, size_t len)
+static void flush(transport *t)
 {
-    pending *p = malloc(sizeof *p);
-    if (!p || t->closing) {
-        free(p);
-        free(buf);
-        return t->closing ? UV_EPIPE : UV_ENOMEM;
+    pthread_mutex_lock(&t->lock);
+    bool wrote = !t->shut && flush_locked(t);
+    pthread_mutex_unlock(&t->lock);
+    after_write(t, wrote);
+}
+
+static int shm_send(transport *t, const void *a, size_t alen, const void *b, size_t blen,
+                    bool on_loop)
+{
+    (void)on_loop;
+    int rc = 0;
+    bool wrote = false;
+    pthread_mutex_lock(&t->lock);
+    if (t->shut) {
+        rc = UV_EPIPE;
+    } else if (!t->first) { /* nothing waiting ahead: straight into the ring */
+        size_t n = ring_put(t->out, a, alen);
+        wrote = n > 0;
+        if (n < alen && !pend(t, (const unsigned char *)a + n, alen - n))
+            rc = UV_ENOMEM;
+        if (rc == 0 && blen) {
+            size_t m = t->first ? 0 : ring_put(t->out, b, blen);
+            wrote |= m > 0;
+            if (m < blen && !pend(t, (const unsigned char *)b + m, blen - m))
+                rc = UV_ENOMEM;
+        }
+        if (t->first)
+            flush_locked(t); /* sets writer_waiting, so the reader's wake-up comes */
+    } else if (!pend(t, a, alen) || (blen && !pend(t, b, blen))) {
+        rc = UV_ENOMEM;
     }
-    *p = (pending){.buf = buf, .len = len};
-    if (t->last)
-        t->last->next = p;
-    else
-        t->first = p;
-    t->last = p;
-    if (t->first == p) /* nothing ahead of it: straight into the ring */
-        flush(t);
-    return 0;
+    pthread_mutex_unlock(&t->lock);
+    after_write(t, wrote);
+    return rc;
 }
 
 /* ---- reading ----------------------------------------------------------------- */
@@ -236,8 +294,10 @@ static void read_ring(transport *t)
     uint64_t now = now_ns();
     if (!t->idle_since)
         t->idle_since = now;
-    if (now - t->idle_since < SPIN_NS)
+    if (now - t->idle_since < SPIN_NS) {
+        sched_yield(); /* spin, but let a thread with work have the core */
         return;
+    }
     atomic_store(&t->in->reader_sleeping, 1);
     if (atomic_load(&t->in->head) != atomic_load_explicit(&t->in->tail, memory_order_relaxed)) {
         atomic_store(&t->in->reader_sleeping, 0);
@@ -370,6 +430,7 @@ static void free_unopened(uv_handle_t *h)
     if (t->out)
         munmap(t->out, MAP_BYTES);
     close(t->fd);
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
@@ -384,9 +445,11 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
     t->closable.on_close = on_handle_closed;
     t->fd = fd;
     t->owner = owner;
+    pthread_mutex_init(&t->lock, NULL);
     int rc = uv_poll_init(loop, &t->poll, fd);
     if (rc != 0) {
         close(fd);
+        pthread_mutex_destroy(&t->lock);
         free(t);
         return rc;
     }
@@ -408,4 +471,4 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 }
 
 const transport_ops transport_shm = {
-    .scheme = "shm", .open = shm_open_fd, .write = shm_write, .close = shm_close};
+    .scheme = "shm", .open = shm_open_fd, .send = shm_send, .close = shm_close};

@@ -1,9 +1,10 @@
 /* Transports: byte streams between nodes, one ops table per kind, found by
- * scheme ("pipe", "shm"). The node layer knows only this
- * header. Every entry runs on the io loop thread. */
+ * scheme ("pipe", "shm"). The node layer knows only this header. Every
+ * entry runs on the io loop thread, except send, which any thread may call. */
 #ifndef TR_TRANSPORT_H
 #define TR_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -24,10 +25,14 @@ typedef struct transport_ops {
      * libuv code. Not blocking. */
     int (*open)(uv_loop_t *loop, int fd, const transport_callbacks *cb, void *owner,
                 transport **out);
-    /* Queues len bytes at buf (malloc'd: taken, freed once written) behind
-     * what was queued before. Not blocking. Returns 0, or a negative libuv
-     * code (buf freed); the transport then closes. */
-    int (*write)(transport *t, void *buf, size_t len);
+    /* Queues a frame made of alen bytes at a then blen at b (b may be NULL
+     * when blen is 0), copied, behind what was queued before; never blocks
+     * and never drops (bytes wait on our side when the peer is slow). Any
+     * thread, while the transport is open (the caller keeps it from being
+     * freed meanwhile); on_loop says the caller is the loop thread, which
+     * may write at once. Returns 0, UV_EPIPE once closing, or UV_ENOMEM. */
+    int (*send)(transport *t, const void *a, size_t alen, const void *b, size_t blen,
+                bool on_loop);
     /* Closes (idempotent); on_closed follows with 0 unless an error came first. */
     void (*close)(transport *t);
 } transport_ops;
