@@ -47,7 +47,7 @@ int actor_io(tr_system *sys, io_loop **out)
     int rc = 0;
     if (!sys->io) {
         sys->timers = calloc(1, sizeof *sys->timers);
-        if (!sys->timers || io_loop_new(&sys->io) != 0) {
+        if (!sys->timers || io_loop_new(sys->pool, &sys->io) != 0) {
             free(sys->timers);
             sys->timers = NULL;
             sys->io = NULL;

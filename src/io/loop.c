@@ -1,6 +1,8 @@
 /* The libuv loop thread and its task queue. */
 #include "loop.h"
 
+#include "../platform/pool.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,6 +14,8 @@ struct io_loop {
     pthread_mutex_t lock; /* guards tasks and stopping */
     io_task *tasks, *tasks_tail;
     bool stopping;
+    pool *pool;       /* the loop thread allocates messages from it, or NULL */
+    pool_cache cache;
 };
 
 static io_task *take_all(io_loop *l, bool *stopping)
@@ -58,15 +62,20 @@ static void *loop_main(void *arg)
     sigemptyset(&pipe);
     sigaddset(&pipe, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+    if (l->pool) /* messages made here (from other nodes) come from the pool, like a worker's */
+        pool_bind_thread(l->pool, &l->cache);
     uv_run(&l->loop, UV_RUN_DEFAULT);
+    if (l->pool)
+        pool_unbind_thread();
     return NULL;
 }
 
-int io_loop_new(io_loop **out)
+int io_loop_new(struct pool *p, io_loop **out)
 {
     io_loop *l = calloc(1, sizeof *l);
     if (!l)
         return -1;
+    l->pool = p;
     if (uv_loop_init(&l->loop) != 0)
         goto fail_loop;
     if (uv_async_init(&l->loop, &l->wakeup, on_wakeup) != 0)

@@ -31,9 +31,12 @@ typedef struct io_closable {
     uv_close_cb on_close;
 } io_closable;
 
-/* Starts a loop thread. Returns 0, or -1 when it could not (memory, libuv,
- * or the thread). */
-int io_loop_new(io_loop **out);
+struct pool;
+
+/* Starts a loop thread, which allocates from p (may be NULL) as a worker
+ * does, with a cache of its own. Returns 0, or -1 when it could not
+ * (memory, libuv, or the thread). */
+int io_loop_new(struct pool *p, io_loop **out);
 
 /* Stops the loop: tasks still queued run with loop NULL, every open handle
  * is closed (its close callback runs), the thread is joined. Accepts NULL.

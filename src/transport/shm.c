@@ -73,6 +73,7 @@ struct transport {
     bool closing; /* loop thread; `shut` tells senders */
     pthread_mutex_t lock; /* the producer side: guards what follows */
     ring *out; /* ours, to write */
+    uint64_t head, tail_seen; /* our head, and the reader's tail as last seen */
     pending *first, *last;
     bool shut;
 };
@@ -140,11 +141,15 @@ static void wake_peer(transport *t)
 /* ---- writing ----------------------------------------------------------------- */
 
 /* Copies what fits of buf into the ring; returns how much. */
-static size_t ring_put(ring *r, const unsigned char *buf, size_t len)
+static size_t ring_put(transport *t, const unsigned char *buf, size_t len)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    size_t room = RING_BYTES - (size_t)(head - tail);
+    ring *r = t->out;
+    uint64_t head = t->head;
+    /* The reader's tail is looked up only when the last one seen leaves too
+     * little room: reading its line on every write would move it here. */
+    if (RING_BYTES - (size_t)(head - t->tail_seen) < len)
+        t->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+    size_t room = RING_BYTES - (size_t)(head - t->tail_seen);
     size_t n = len < room ? len : room;
     size_t at = (size_t)(head & (RING_BYTES - 1)), first = RING_BYTES - at;
     if (n <= first) {
@@ -153,8 +158,12 @@ static size_t ring_put(ring *r, const unsigned char *buf, size_t len)
         memcpy(r->data + at, buf, first);
         memcpy(r->data, buf + first, n - first);
     }
-    if (n)
-        atomic_store(&r->head, head + n); /* seq_cst: then the sleeping flag is read */
+    if (n) {
+        t->head = head + n;
+        /* release: the bytes before the position; after_write's fence then
+         * orders it before the look at the sleeping flag. */
+        atomic_store_explicit(&r->head, t->head, memory_order_release);
+    }
     return n;
 }
 
@@ -185,13 +194,13 @@ static bool flush_locked(transport *t)
     bool wrote = false;
     while (t->first) {
         pending *p = t->first;
-        size_t n = ring_put(t->out, p->buf + p->done, p->len - p->done);
+        size_t n = ring_put(t, p->buf + p->done, p->len - p->done);
         wrote |= n > 0;
         p->done += n;
         if (p->done < p->len) { /* full: ask the reader to say when it read */
             atomic_store(&t->out->writer_waiting, 1);
-            if (atomic_load(&t->out->tail) + RING_BYTES ==
-                atomic_load_explicit(&t->out->head, memory_order_relaxed))
+            t->tail_seen = atomic_load(&t->out->tail);
+            if (t->tail_seen + RING_BYTES == t->head)
                 break; /* still full: its wake-up will come */
             atomic_store(&t->out->writer_waiting, 0);
             continue;
@@ -208,7 +217,12 @@ static bool flush_locked(transport *t)
 /* After writing: wakes the reader if it sleeps. Any thread. */
 static void after_write(transport *t, bool wrote)
 {
-    if (wrote && atomic_load(&t->out->reader_sleeping) &&
+    if (!wrote)
+        return;
+    /* seq_cst: our head store before this load, against the reader's
+     * sleeping store before its look at the head (a Dekker pair). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&t->out->reader_sleeping, memory_order_relaxed) &&
         atomic_exchange(&t->out->reader_sleeping, 0))
         wake_peer(t);
 }
@@ -231,12 +245,12 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
     if (t->shut) {
         rc = UV_EPIPE;
     } else if (!t->first) { /* nothing waiting ahead: straight into the ring */
-        size_t n = ring_put(t->out, a, alen);
+        size_t n = ring_put(t, a, alen);
         wrote = n > 0;
         if (n < alen && !pend(t, (const unsigned char *)a + n, alen - n))
             rc = UV_ENOMEM;
         if (rc == 0 && blen) {
-            size_t m = t->first ? 0 : ring_put(t->out, b, blen);
+            size_t m = t->first ? 0 : ring_put(t, b, blen);
             wrote |= m > 0;
             if (m < blen && !pend(t, (const unsigned char *)b + m, blen - m))
                 rc = UV_ENOMEM;
