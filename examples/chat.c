@@ -7,6 +7,7 @@
  * process is gone the monitor's down says so (reason TR_EXIT_NODEDOWN), and
  * the room tells the others. When the last user has left, the room closes.
  * Everything the room hears is printed by node 1, in the order it heard it.
+ * Users watch node 1 too (tr_monitor_node), so none outlives the room.
  *
  * Run: ./build/examples/chat [pipe|shm]
  *  or: ./build/tools/troupe-launch -n 4 ./build/examples/chat
@@ -117,12 +118,17 @@ static int user_init(tr_ctx *ctx, void *state, const tr_msg *arg)
     (void)arg;
     user_state *u = state;
     u->name = names[(tr_addr_node(tr_self(ctx)) - 2) % USERS];
-    return tr_send_named_node(ctx, 1, "room", tr_msg_new(MSG_JOIN, u->name, strlen(u->name)));
+    int rc = tr_monitor_node(ctx, 1, NULL);
+    return rc ? rc : tr_send_named_node(ctx, 1, "room", tr_msg_new(MSG_JOIN, u->name, strlen(u->name)));
 }
 
 static void user_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
     user_state *u = state;
+    if (tr_msg_type(msg) == TR_MSG_DOWN) { /* the room's process is gone */
+        tr_system_stop(tr_ctx_system(ctx));
+        return;
+    }
     if (tr_msg_type(msg) != MSG_HEARD)
         return;
     char mine[64];
