@@ -282,6 +282,116 @@ static void procs__child_killed_mid_stream_shm__downs_and_the_other_goes_on(void
     sigkill("shm");
 }
 
+/* ---- a node restarted under a supervisor ---- */
+
+/* The keeper starts node 2 and lives as long as it does; its supervisor
+ * restarts it, and so the node, when the node goes down. */
+static int keeper_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    int rc = tr_system_spawn_node(tr_ctx_system(ctx), "/proc/self/exe", NULL, 2);
+    return rc ? rc : tr_monitor_node(ctx, 2, NULL);
+}
+
+static void keeper_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)state;
+    if (tr_msg_type(msg) == TR_MSG_DOWN)
+        tr_exit(ctx, TR_EXIT_NODEDOWN); /* the supervisor starts us, and the node, again */
+}
+
+static const tr_behavior keeper = {.name = "keeper", .init = keeper_init, .receive = keeper_receive};
+
+enum { MSG_TRY = 50 };
+enum { LIVES = 3 };
+
+typedef struct {
+    int64_t pids[LIVES];
+    int lives;
+    tr_addr sink;
+    tr_addr supervisor;
+} reviver_state;
+
+static int64_t revived_pids[LIVES];
+static int revived;
+
+static int reviver_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    reviver_state *r = state;
+    memcpy(&r->supervisor, tr_msg_data(arg), sizeof r->supervisor);
+    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0));
+}
+
+static void reviver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    reviver_state *r = state;
+    switch (tr_msg_type(msg)) {
+    case MSG_TRY: /* the node may not be back yet: try until it answers */
+        if (tr_spawn_remote(ctx, 2, "sink", NULL, 2000, NULL) != 0)
+            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+        return;
+    case TR_MSG_ASK_TIMEOUT:
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0));
+        return;
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        if (sp->error) {
+            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+            return;
+        }
+        r->sink = sp->actor;
+        tr_monitor(ctx, r->sink, NULL);
+        tr_ask(ctx, r->sink, tr_msg_new(MSG_PID, NULL, 0), 5000, NULL);
+        return;
+    }
+    case MSG_PID: {
+        memcpy(&r->pids[r->lives], tr_msg_data(msg), sizeof(int64_t));
+        revived_pids[r->lives] = r->pids[r->lives];
+        revived = ++r->lives;
+        if (r->lives == LIVES) { /* enough: stop the tree, and with it node 2 */
+            tr_kill(ctx, r->supervisor, TR_EXIT_SHUTDOWN);
+            tr_system_stop(tr_ctx_system(ctx));
+            return;
+        }
+        kill((pid_t)r->pids[r->lives - 1], SIGKILL);
+        return;
+    }
+    case TR_MSG_DOWN: /* the sink's node went down: wait for its next life */
+        tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+        return;
+    }
+}
+
+static const tr_behavior reviver = {.name = "reviver", .state_size = sizeof(reviver_state),
+                                    .init = reviver_init, .receive = reviver_receive};
+
+static void procs__killed_node_under_a_supervisor__restarted(void **state)
+{
+    (void)state;
+    alarm(120);
+    revived = 0;
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.node_id = 1;
+    cfg.workers = 2;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    static const tr_child_spec children[] = {{.id = "node 2", .behavior = &keeper,
+                                              .restart = TR_RESTART_PERMANENT}};
+    static const tr_supervisor_spec spec = {.strategy = TR_ONE_FOR_ONE, .max_restarts = 10,
+                                            .within_ms = 60000, .children = children,
+                                            .nchildren = 1};
+    tr_addr sup;
+    assert_int_equal(tr_system_spawn_supervisor(sys, &spec, &sup), 0);
+    assert_int_equal(tr_system_spawn(sys, &reviver, tr_msg_new(0, &sup, sizeof sup), NULL), 0);
+    assert_int_equal(tr_system_run(sys), 0);
+    tr_system_free(sys);
+    alarm(0);
+    assert_int_equal(revived, LIVES);
+    for (int i = 1; i < LIVES; i++) /* each life a new process */
+        assert_true(revived_pids[i] != revived_pids[i - 1]);
+}
+
 int main(void)
 {
     uint16_t me = tr_node_id_from_env();
@@ -292,6 +402,7 @@ int main(void)
         cmocka_unit_test(procs__stream_over_shm__complete_and_in_order),
         cmocka_unit_test(procs__child_killed_mid_stream_pipe__downs_and_the_other_goes_on),
         cmocka_unit_test(procs__child_killed_mid_stream_shm__downs_and_the_other_goes_on),
+        cmocka_unit_test(procs__killed_node_under_a_supervisor__restarted),
     };
     return cmocka_run_group_tests_name("node_procs", tests, NULL, NULL);
 }

@@ -240,6 +240,9 @@ void mute_release(tr_system *sys, sched_worker *w, actor *a);
  * freeing the node after the io loop stopped. */
 int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
                       uint64_t ref);
+/* Connects over fd with transport ("pipe" or "shm") to node expected (0:
+ * whichever answers). Returns as tr_system_connect_via. */
+int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expected);
 uint64_t actor_remote_dropped(tr_system *sys);
 void actor_remote_free(tr_system *sys);
 /* The running actor watches (monitors or links) something on node: it is

@@ -214,7 +214,7 @@ int tr_system_spawn_nodes(tr_system *sys, const char *program, char *const argv[
     }
     for (unsigned j = 1; j <= count && rc == 0; j++) { /* our ends: taken by the connection */
         int *fd = &m.ends[j];
-        rc = tr_system_connect_via(sys, *fd, transport);
+        rc = actor_connect(sys, *fd, transport, ids[j]);
         *fd = -1;
     }
     mesh_free(&m);
@@ -254,7 +254,7 @@ int tr_system_join(tr_system *sys)
         long fd = strtol(end + 1, &end, 10);
         if ((*end != ',' && *end != '\0') || fd < 3 || fd > 65535)
             return TR_EINVAL;
-        int rc = tr_system_connect_via(sys, (int)fd, transport);
+        int rc = actor_connect(sys, (int)fd, transport, (uint16_t)id);
         if (rc != 0)
             return rc;
         p = *end ? end + 1 : end;

@@ -15,7 +15,7 @@
 /* ---- what this node knows of others: peers' states, who watches actors
  * on them, and the behaviours others may spawn here. Guarded by lock. ---- */
 
-enum { PEER_UNKNOWN = 0, PEER_UP, PEER_DOWN };
+enum { PEER_UNKNOWN = 0, PEER_CONNECTING, PEER_UP, PEER_DOWN };
 
 typedef struct remote_watcher {
     uint16_t node;
@@ -47,7 +47,8 @@ static remote_registry *registry(tr_system *sys)
 static bool reachable(tr_system *sys, remote_registry *r, uint16_t node)
 {
     uint8_t state = r->peer[node];
-    return state == PEER_UP || (state == PEER_UNKNOWN && sys->node && node_handshaking(sys->node) > 0);
+    return state == PEER_UP || state == PEER_CONNECTING ||
+           (state == PEER_UNKNOWN && sys->node && node_handshaking(sys->node) > 0);
 }
 
 int remote_watch(tr_ctx *ctx, uint16_t node)
@@ -364,8 +365,13 @@ int tr_system_connect(tr_system *sys, int fd) { return tr_system_connect_via(sys
 
 int tr_system_connect_via(tr_system *sys, int fd, const char *transport)
 {
+    return actor_connect(sys, fd, transport, 0);
+}
+
+int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expected)
+{
     io_loop *io;
-    if (!sys || fd < 0 || sys->node_id == 0 || !transport ||
+    if (!sys || fd < 0 || sys->node_id == 0 || expected == sys->node_id || !transport ||
         (strcmp(transport, "pipe") != 0 && strcmp(transport, "shm") != 0))
         return TR_EINVAL;
     int rc = actor_io(sys, &io);
@@ -377,8 +383,10 @@ int tr_system_connect_via(tr_system *sys, int fd, const char *transport)
     pthread_mutex_unlock(&sys->io_lock);
     if (rc != 0)
         return rc;
+    if (expected) /* a down node coming back: monitors made now wait for it */
+        set_peer(sys, expected, PEER_CONNECTING);
     sched_hold(&sys->sched); /* released when the connection closes */
-    rc = node_connect(sys->node, transport, fd);
+    rc = node_connect(sys->node, transport, fd, expected);
     if (rc != 0)
         sched_release(&sys->sched);
     return rc;

@@ -24,6 +24,7 @@ typedef struct connection {
     transport *t;
     wire_reader reader;
     uint16_t peer;              /* 0 until the HELLO arrived */
+    uint16_t expected;          /* the peer it must be, or 0 for any */
     const char *why;            /* the protocol error that closed it, if any */
     uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
 } connection;
@@ -253,7 +254,8 @@ static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const vo
     if (l->c && l->queued == 0) {
         unsigned char head[WIRE_HEADER_SIZE + 8];
         wire_encode_header(h, head);
-        memcpy(head + WIRE_HEADER_SIZE, prefix, prefix_len);
+        if (prefix_len)
+            memcpy(head + WIRE_HEADER_SIZE, prefix, prefix_len);
         int rc = l->c->ops->send(l->c->t, head, WIRE_HEADER_SIZE + prefix_len, body,
                                  h->length - prefix_len, false);
         pthread_mutex_unlock(&l->lock);
@@ -516,6 +518,10 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
         broken(c, "the peer's node number is 0, ours, or already connected");
         return;
     }
+    if (c->expected && hello.node != c->expected) {
+        broken(c, "the peer is not the node expected on this connection");
+        return;
+    }
     c->peer = hello.node;
     n->cb->connection_up(n->arg, c->peer);
     handshake_over(n, c->peer);
@@ -593,7 +599,8 @@ static void on_closed(void *owner, int error)
         handshake_over(n, 0);
     else
         lane_set(n, c->peer, NULL); /* no sender is inside it after this */
-    n->cb->connection_closed(n->arg, c->peer, why ? TR_EPROTO : error, why);
+    n->cb->connection_closed(n->arg, c->peer ? c->peer : c->expected, why ? TR_EPROTO : error,
+                             why);
     wire_reader_fini(&c->reader);
     free(c);
 }
@@ -651,6 +658,7 @@ typedef struct connect_task {
     node *node;
     const transport_ops *ops;
     int fd;
+    uint16_t expected;
 } connect_task;
 
 static void hello_out(connection *c)
@@ -675,22 +683,24 @@ static void connect_on_loop(io_task *task, uv_loop_t *loop)
     if (!c) {
         close(ct->fd);
         atomic_fetch_sub(&n->handshaking, 1);
-        n->cb->connection_closed(n->arg, 0, TR_ENOMEM, "could not open the connection");
+        n->cb->connection_closed(n->arg, ct->expected, TR_ENOMEM, "could not open the connection");
         free(ct);
         return;
     }
     start_beating(n, loop);
     c->node = n;
     c->ops = ct->ops;
+    c->expected = ct->expected;
     c->last_in = c->last_out = uv_now(loop);
     wire_reader_init(&c->reader, 0);
     int rc = ct->ops->open(loop, ct->fd, &connection_callbacks, c, &c->t);
     free(ct);
     if (rc != 0) {
         wire_reader_fini(&c->reader);
-        free(c);
         handshake_over(n, 0);
-        n->cb->connection_closed(n->arg, 0, TR_EINVAL, "the transport could not open the endpoint");
+        n->cb->connection_closed(n->arg, c->expected, TR_EINVAL,
+                                 "the transport could not open the endpoint");
+        free(c);
         return;
     }
     c->next = n->connections;
@@ -698,7 +708,7 @@ static void connect_on_loop(io_task *task, uv_loop_t *loop)
     hello_out(c);
 }
 
-int node_connect(node *n, const char *scheme, int fd)
+int node_connect(node *n, const char *scheme, int fd, uint16_t expected)
 {
     const transport_ops *ops = transport_find(scheme);
     if (!n || !ops || fd < 0)
@@ -706,7 +716,8 @@ int node_connect(node *n, const char *scheme, int fd)
     connect_task *ct = malloc(sizeof *ct);
     if (!ct)
         return TR_ENOMEM;
-    *ct = (connect_task){.task.run = connect_on_loop, .node = n, .ops = ops, .fd = fd};
+    *ct = (connect_task){.task.run = connect_on_loop, .node = n, .ops = ops, .fd = fd,
+                         .expected = expected};
     /* counted from now, so a send made right after waits for this handshake */
     atomic_fetch_add(&n->handshaking, 1);
     io_loop_submit(n->io, &ct->task);

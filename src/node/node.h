@@ -33,7 +33,8 @@ typedef struct node_callbacks {
     void (*spawn_reply)(void *arg, tr_addr asker, tr_addr spawned, uint64_t ref, int error);
     /* A connection finished its handshake with peer. */
     void (*connection_up)(void *arg, uint16_t peer);
-    /* A connection ended: peer is 0 if the handshake never finished; error 0
+    /* A connection ended: peer is 0 if the handshake never finished (and no
+     * peer was expected); error 0
      * for an orderly end; why says what went wrong (or NULL). */
     void (*connection_closed)(void *arg, uint16_t peer, int error, const char *why);
 } node_callbacks;
@@ -50,9 +51,11 @@ int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbac
 void node_free(node *n);
 
 /* Opens a connection over fd with the transport of scheme and greets the
- * peer. Takes fd. Returns 0 (the rest happens on the loop), TR_EINVAL for
- * an unknown scheme, or TR_ENOMEM. Any thread. */
-int node_connect(node *n, const char *scheme, int fd);
+ * peer, which must be node `expected` (0: any). Takes fd. Returns 0 (the
+ * rest happens on the loop), TR_EINVAL for an unknown scheme, or TR_ENOMEM.
+ * A connection to an expected peer that ends before its handshake is
+ * reported closed for that peer. Any thread. */
+int node_connect(node *n, const char *scheme, int fd, uint16_t expected);
 
 /* Connections still in their handshake (whose peer is not known yet). Any
  * thread. */
