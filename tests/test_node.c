@@ -300,6 +300,7 @@ static void driver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
         tr_addr stranger;
         assert_int_equal(tr_addr_parse("<7.1.1>", &stranger), 0);
         assert_int_equal(tr_monitor(ctx, stranger, NULL), 0);
+        tr_send(ctx, stranger, tr_msg_new(MSG_PING, NULL, 0)); /* no connection: dropped, counted */
         return;
     }
     case MSG_PONG:
@@ -324,6 +325,8 @@ static const tr_behavior driver = {
 
 /* Node 1 running `first` and node 2 (with echo registered) joined by a
  * socketpair; node 1 runs until its actor stops it, then both are freed. */
+static tr_stats pair_stats;
+
 static void run_pair(const tr_behavior *first)
 {
     int fds[2];
@@ -338,6 +341,7 @@ static void run_pair(const tr_behavior *first)
     tr_system_spawn(a, first, NULL, NULL);
     pthread_create(&ta, NULL, run, a);
     pthread_join(ta, NULL);
+    tr_system_stats(a, &pair_stats);
     tr_system_free(a);
     pthread_join(tb, NULL);
     tr_system_free(b);
@@ -354,6 +358,7 @@ static void nodes__remote_spawn_ask_monitor__work_as_locally(void **state)
     assert_int_equal(down_normal, 1);
     assert_int_equal(noconn_spawn, 1);
     assert_int_equal(noconn_down, 1);
+    assert_true(pair_stats.node_dropped >= 1); /* the send to node 7 */
 }
 
 /* ---- a node that goes down: monitors get downs, links fire ---- */
