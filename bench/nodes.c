@@ -55,22 +55,6 @@ static void peer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 
 static const tr_behavior peer = {.name = "peer", .state_size = sizeof(long), .receive = peer_receive};
 
-/* Node 2 ends when node 1 has gone. */
-static int watchdog_init(tr_ctx *ctx, void *state, const tr_msg *arg)
-{
-    (void)state, (void)arg;
-    return tr_monitor_node(ctx, 1, NULL);
-}
-
-static void watchdog_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
-{
-    (void)state;
-    if (tr_msg_type(msg) == TR_MSG_DOWN)
-        tr_system_stop(tr_ctx_system(ctx));
-}
-
-static const tr_behavior watchdog = {.name = "watchdog", .init = watchdog_init, .receive = watchdog_receive};
-
 /* ---- node 1 ---- */
 
 typedef struct {
@@ -215,7 +199,7 @@ int main(int argc, char **argv)
         rc = tr_system_spawn_nodes(sys, "/proc/self/exe", argv, 2, 1, transport);
     rtts = me ? NULL : calloc((size_t)n, sizeof *rtts);
     if (rc == 0)
-        rc = tr_system_spawn(sys, me ? &watchdog : &driver, NULL, NULL);
+        rc = me ? tr_system_stop_with_node(sys, 1) : tr_system_spawn(sys, &driver, NULL, NULL);
     if (rc == 0)
         rc = tr_system_run(sys);
     else

@@ -172,23 +172,6 @@ static const tr_behavior pool = {.name = "pool", .state_size = sizeof(pool_state
                                  .init = pool_init, .receive = pool_receive,
                                  .terminate = pool_terminate};
 
-/* ---- worker nodes end when node 1 has gone ---- */
-
-static int watchdog_init(tr_ctx *ctx, void *state, const tr_msg *arg)
-{
-    (void)state, (void)arg;
-    return tr_monitor_node(ctx, 1, NULL);
-}
-
-static void watchdog_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
-{
-    (void)state;
-    if (tr_msg_type(msg) == TR_MSG_DOWN)
-        tr_system_stop(tr_ctx_system(ctx));
-}
-
-static const tr_behavior watchdog = {.name = "watchdog", .init = watchdog_init, .receive = watchdog_receive};
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && atoi(argv[1]) > 0)
@@ -206,8 +189,8 @@ int main(int argc, char **argv)
         rc = tr_system_join(sys);
     if (rc == 0 && !me)
         rc = tr_system_spawn_nodes(sys, "/proc/self/exe", argv, 2, WORKERS, transport);
-    if (rc == 0)
-        rc = tr_system_spawn(sys, me > 1 ? &watchdog : &pool, NULL, NULL);
+    if (rc == 0) /* node 1 runs the pool; worker nodes end when it has gone */
+        rc = me > 1 ? tr_system_stop_with_node(sys, 1) : tr_system_spawn(sys, &pool, NULL, NULL);
     if (rc == 0)
         rc = tr_system_run(sys);
     else

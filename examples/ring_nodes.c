@@ -11,7 +11,7 @@
  * answered: a member's "next" and the token travel by different processes,
  * so without the answers the token could overtake it. Payloads are msgpack,
  * the portable way.
- * Nodes 2-4 watch node 1 with tr_monitor_node and stop when it has gone.
+ * Nodes 2-4 stop when node 1 has gone (tr_system_stop_with_node).
  *
  * Run: ./build/examples/ring_nodes [hops] [pipe|shm]
  */
@@ -146,23 +146,6 @@ static void conductor_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static const tr_behavior conductor = {.name = "conductor", .state_size = sizeof(conductor_state),
                                       .init = conductor_init, .receive = conductor_receive};
 
-/* ---- nodes 2-4: end when node 1 has gone ---- */
-
-static int watchdog_init(tr_ctx *ctx, void *state, const tr_msg *arg)
-{
-    (void)state, (void)arg;
-    return tr_monitor_node(ctx, 1, NULL);
-}
-
-static void watchdog_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
-{
-    (void)state;
-    if (tr_msg_type(msg) == TR_MSG_DOWN)
-        tr_system_stop(tr_ctx_system(ctx));
-}
-
-static const tr_behavior watchdog = {.name = "watchdog", .init = watchdog_init, .receive = watchdog_receive};
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && atol(argv[1]) > 0)
@@ -180,8 +163,9 @@ int main(int argc, char **argv)
         rc = tr_system_join(sys);
     if (rc == 0 && !me)
         rc = tr_system_spawn_nodes(sys, "/proc/self/exe", argv, 2, NODES - 1, transport);
-    if (rc == 0)
-        rc = tr_system_spawn(sys, cfg.node_id == 1 ? &conductor : &watchdog, NULL, NULL);
+    if (rc == 0) /* node 1 conducts; the others end when it has gone */
+        rc = cfg.node_id == 1 ? tr_system_spawn(sys, &conductor, NULL, NULL)
+                              : tr_system_stop_with_node(sys, 1);
     if (rc == 0)
         rc = tr_system_run(sys);
     else

@@ -525,6 +525,12 @@ TR_API tr_addr tr_node_addr(uint16_t node);
  * TR_EINVAL or TR_ENOMEM. Handler only. */
 TR_API int tr_monitor_node(tr_ctx *ctx, uint16_t node, uint64_t *ref);
 
+/* Stops sys (as tr_system_stop) when node goes down, or at once if it is
+ * not connected: how a child node ends with its parent (node 1, say) while
+ * other children still hold it up. Returns 0, TR_EINVAL or TR_ENOMEM. Outside
+ * only, after the connections are made (tr_system_join). */
+TR_API int tr_system_stop_with_node(tr_system *sys, uint16_t node);
+
 /* Makes beh spawnable by name (beh->name, at most 63 bytes) from other nodes
  * with tr_spawn_remote. beh is borrowed for the system's life. Returns 0,
  * TR_EINVAL, TR_EEXIST (the name is taken) or TR_ENOMEM. Any thread. */

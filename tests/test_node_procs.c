@@ -76,22 +76,6 @@ static void sink_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 
 static const tr_behavior sink = {.name = "sink", .state_size = sizeof(sink_state), .receive = sink_receive};
 
-/* Ends the child when node 1 has gone. */
-static int watchdog_init(tr_ctx *ctx, void *state, const tr_msg *arg)
-{
-    (void)state, (void)arg;
-    return tr_monitor_node(ctx, 1, NULL);
-}
-
-static void watchdog_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
-{
-    (void)state;
-    if (tr_msg_type(msg) == TR_MSG_DOWN)
-        tr_system_stop(tr_ctx_system(ctx));
-}
-
-static const tr_behavior watchdog = {.name = "watchdog", .init = watchdog_init, .receive = watchdog_receive};
-
 static int child_main(uint16_t me)
 {
     tr_config cfg;
@@ -100,7 +84,7 @@ static int child_main(uint16_t me)
     cfg.workers = 2;
     tr_system *sys;
     if (tr_system_new(&cfg, &sys) != 0 || tr_register_behavior(sys, &sink) != 0 ||
-        tr_system_join(sys) != 0 || tr_system_spawn(sys, &watchdog, NULL, NULL) != 0)
+        tr_system_join(sys) != 0 || tr_system_stop_with_node(sys, 1) != 0)
         return 1;
     tr_system_run(sys);
     tr_system_free(sys);

@@ -419,6 +419,36 @@ int tr_send_named_node(tr_ctx *ctx, uint16_t node_id, const char *name, tr_msg *
     return node_send_named(ctx->sys->node, node_id, name, ctx->self_addr, msg);
 }
 
+/* ---- ending with another node ---------------------------------------------- */
+
+static int stopper_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state;
+    uint16_t node;
+    memcpy(&node, tr_msg_data(arg), sizeof node);
+    return tr_monitor_node(ctx, node, NULL);
+}
+
+static void stopper_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)state;
+    if (tr_msg_type(msg) == TR_MSG_DOWN) {
+        tr_system_stop(ctx->sys);
+        tr_exit(ctx, TR_EXIT_NORMAL);
+    }
+}
+
+static const tr_behavior stopper = {
+    .name = "troupe.stop-with-node", .init = stopper_init, .receive = stopper_receive};
+
+int tr_system_stop_with_node(tr_system *sys, uint16_t node)
+{
+    if (!sys || node == 0 || node == sys->node_id)
+        return TR_EINVAL;
+    tr_msg *arg = tr_msg_new(0, &node, sizeof node);
+    return arg ? tr_system_spawn(sys, &stopper, arg, NULL) : TR_ENOMEM;
+}
+
 uint16_t tr_addr_node(tr_addr addr) { return addr_node(addr); }
 
 tr_addr tr_node_addr(uint16_t node) { return addr_make(node, 0, 0); }
