@@ -178,6 +178,15 @@ static void connect__bad_arguments__einval(void **state)
     assert_int_equal(tr_system_connect(one, -1), TR_EINVAL);
     assert_int_equal(tr_system_connect_via(one, fds[0], "carrier-pigeon"), TR_EINVAL);
     assert_int_equal(tr_system_connect_via(one, fds[0], NULL), TR_EINVAL);
+    assert_int_equal(tr_system_stop_with_node(one, 1), TR_EINVAL); /* ourselves */
+    assert_int_equal(tr_system_stop_with_node(one, 0), TR_EINVAL);
+    assert_int_equal(tr_system_stop_with_node(NULL, 2), TR_EINVAL);
+    assert_int_equal(tr_system_join(one), TR_EINVAL); /* not started as a node */
+    assert_int_equal(tr_system_spawn_nodes(one, "/proc/self/exe", NULL, 1, 2, "pipe"), TR_EINVAL);
+    assert_int_equal(tr_system_spawn_nodes(one, "/proc/self/exe", NULL, 2, 1, "tcp"), TR_EINVAL);
+    assert_int_equal(tr_system_spawn_nodes(one, "/proc/self/exe", NULL, 65535, 2, "pipe"), TR_EINVAL);
+    assert_int_equal(tr_launch("/proc/self/exe", NULL, 0, "pipe", NULL), TR_EINVAL);
+    assert_int_equal(tr_launch("/proc/self/exe", NULL, 2, "carrier-pigeon", NULL), TR_EINVAL);
     assert_int_equal(tr_system_spawn_node(one, "/nonexistent/program", NULL, 2), TR_EINVAL);
     assert_int_equal(tr_system_spawn_node(one, "/proc/self/exe", NULL, 1), TR_EINVAL); /* ours */
     assert_int_equal(tr_system_spawn_node(zero, "/proc/self/exe", NULL, 2), TR_EINVAL);
@@ -424,6 +433,51 @@ static void *run_and_free(void *sys)
     return NULL;
 }
 
+/* Tells the test node 2 is up: a remote spawn was answered. */
+static _Atomic int peer_answered;
+
+static int syncer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_spawn_remote(ctx, 2, "echo", NULL, 10000, NULL);
+}
+
+static void syncer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)state;
+    if (tr_msg_type(msg) == TR_MSG_SPAWNED)
+        peer_answered = 1;
+    tr_exit(ctx, TR_EXIT_NORMAL);
+}
+
+static const tr_behavior syncer = {.name = "syncer", .init = syncer_init, .receive = syncer_receive};
+
+/* A system told to stop with node 2 returns from run once node 2 is gone. */
+static void stop_with_node__peer_freed__run_returns(void **state)
+{
+    (void)state;
+    peer_answered = 0;
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    tr_system *a = node_system(1), *b = node_system(2);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
+    int other[2]; /* a second connection, to a silent peer, keeps node 1 up on its own */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
+    assert_int_equal(tr_system_connect(a, other[0]), 0);
+    assert_int_equal(tr_system_stop_with_node(a, 2), 0);
+    pthread_t ta;
+    pthread_create(&ta, NULL, run, a);
+    while (!peer_answered) /* node 2 is connected */
+        usleep(1000);
+    tr_system_free(b); /* node 2 goes: node 1's run returns though `other` is open */
+    pthread_join(ta, NULL);
+    tr_system_free(a);
+    close(other[1]);
+}
+
 static void nodes__peer_goes_down__downs_and_link_exits_with_nodedown(void **state)
 {
     (void)state;
@@ -551,6 +605,7 @@ int main(void)
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
+        cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
     };
