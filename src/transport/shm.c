@@ -92,6 +92,11 @@ static void on_handle_closed(uv_handle_t *h)
     transport *t = h->data;
     if (--t->handles > 0)
         return;
+    /* The owner first: once it returns no sender can still be inside send
+     * (the caller of send keeps the transport alive until then), so the
+     * ring and the socket can go. */
+    if (t->cb)
+        t->cb->on_closed(t->owner, t->error);
     while (t->first) {
         pending *p = t->first;
         t->first = p->next;
@@ -103,8 +108,6 @@ static void on_handle_closed(uv_handle_t *h)
     if (t->in)
         munmap(t->in, MAP_BYTES);
     close(t->fd);
-    if (t->cb)
-        t->cb->on_closed(t->owner, t->error);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

@@ -14,7 +14,9 @@ typedef struct transport_callbacks {
     /* Bytes arrived, in order; borrowed for the call. */
     void (*on_data)(void *owner, const void *data, size_t len);
     /* The stream ended: error 0 for an orderly end (EOF), else a negative
-     * libuv code. Called once; the transport is freed after it returns. */
+     * libuv code. Called once, before the transport lets go of anything a
+     * sender uses; when it returns, no thread may call send any more, and
+     * the transport is freed. */
     void (*on_closed)(void *owner, int error);
 } transport_callbacks;
 
