@@ -1,6 +1,8 @@
 /* Spawning, sending, running and ending actors. */
 #include "actor.h"
 
+#include "../node/node.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +181,44 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
                   bool system_lane, uint64_t ref)
 {
     return deliver(sys, w, from, to, msg, system_lane, ref, NULL);
+}
+
+int actor_deliver_many(tr_system *sys, tr_addr to, actor_item *items, unsigned n)
+{
+    actor *a = NULL;
+    if (!atomic_load_explicit(&sys->closing, memory_order_relaxed) && addr_node(to) == sys->node_id)
+        a = find(sys, NULL, to); /* pinned */
+    if (!a || a->bound) { /* dead, stopping, or bounded: one at a time, as always */
+        if (a)
+            unpin(a);
+        int rc = 0;
+        for (unsigned i = 0; i < n; i++)
+            rc = actor_deliver(sys, NULL, items[i].from, to, items[i].msg, false, items[i].ref);
+        return rc;
+    }
+    msg_link *first = NULL, *last = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        tr_msg *m = items[i].msg;
+        msg_link *link = items[i].ref ? msg_link_with_ref(m, items[i].from, items[i].ref)
+                                      : msg_link_for_send(m, items[i].from);
+        if (!link) { /* out of memory: that one is lost, as a send would fail */
+            tr_msg_unref(m);
+            continue;
+        }
+        if (last) /* relaxed: the chain is ours until it is pushed */
+            atomic_store_explicit(&last->node.next, &link->node, memory_order_relaxed);
+        else
+            first = link;
+        last = link;
+    }
+    if (first) {
+        mailbox_push_chain(&a->mailbox, &first->node, &last->node);
+        /* seq_cst, as in deliver: a Dekker pair with the runner's flag. */
+        if (atomic_load(&a->scheduled) == 0 && atomic_exchange(&a->scheduled, 1) == 0)
+            schedule(sys, a, NULL);
+    }
+    unpin(a);
+    return 0;
 }
 
 /* True (and msg released) when a user tries to send a runtime message type. */
@@ -496,10 +536,8 @@ static bool run_system_lane(tr_ctx *ctx, actor *a)
 
 static bool lanes_empty(actor *a) { return mailbox_empty(&a->system) && mailbox_empty(&a->mailbox); }
 
-void actor_run(sched_node *node, sched_worker *w, void *arg)
+static void run_turn(tr_system *sys, actor *a, sched_worker *w)
 {
-    tr_system *sys = arg;
-    actor *a = container_of(node, actor, run_node);
     tr_ctx ctx = {.sys = sys, .self = a, .self_addr = actor_addr(sys, a), .worker = w};
     unsigned handled = 0;
     if ((a->started || start(&ctx, a)) && run_system_lane(&ctx, a)) {
@@ -554,6 +592,20 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
     if ((mailbox_pushed_since_empty(&a->mailbox) || mailbox_pushed_since_empty(&a->system)) &&
         atomic_exchange(&a->scheduled, 1) == 0)
         sched_push(w, &a->run_node);
+}
+
+void actor_run(sched_node *node, sched_worker *w, void *arg)
+{
+    tr_system *sys = arg;
+    actor *a = container_of(node, actor, run_node);
+    /* relaxed: set once, before any connection; a stale NULL only skips batching. */
+    if (!atomic_load_explicit(&sys->node, memory_order_relaxed)) {
+        run_turn(sys, a, w);
+        return;
+    }
+    node_batch_begin(); /* what the turn sends to other nodes goes out together */
+    run_turn(sys, a, w);
+    node_batch_end();
 }
 
 /* ---- shutdown ---------------------------------------------------------- */

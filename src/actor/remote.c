@@ -318,6 +318,27 @@ static int deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool sys
     return 0;
 }
 
+static int deliver_batch_in(void *arg, tr_addr to, node_item *items, unsigned n)
+{
+    bool ok = true;
+    for (unsigned i = 0; i < n && ok; i++)
+        ok = allowed(items[i].msg, false, items[i].ref);
+    if (!ok) {
+        for (unsigned i = 0; i < n; i++)
+            tr_msg_unref(items[i].msg);
+        return TR_EPROTO;
+    }
+    for (unsigned done = 0; done < n;) { /* the node hands at most 64 at a time */
+        actor_item batch[64];
+        unsigned k = 0;
+        for (; k < 64 && done + k < n; k++)
+            batch[k] = (actor_item){items[done + k].from, items[done + k].msg, items[done + k].ref};
+        actor_deliver_many(arg, to, batch, k);
+        done += k;
+    }
+    return 0;
+}
+
 static void deliver_named_in(void *arg, const char *name, tr_addr from, tr_msg *msg)
 {
     tr_system *sys = arg;
@@ -357,7 +378,7 @@ static void connection_closed(void *arg, uint16_t peer, int error, const char *w
 }
 
 static const node_callbacks callbacks = {
-    .deliver = deliver_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
+    .deliver = deliver_in, .deliver_batch = deliver_batch_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
     .spawn_reply = spawn_reply_in, .connection_up = connection_up,
     .connection_closed = connection_closed};
 
@@ -378,8 +399,11 @@ int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expect
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&sys->io_lock);
-    if (!sys->node)
-        rc = node_new(sys->node_id, sys->heartbeat_ms, io, &callbacks, sys, &sys->node);
+    if (!sys->node) {
+        node *made = NULL;
+        rc = node_new(sys->node_id, sys->heartbeat_ms, io, &callbacks, sys, &made);
+        atomic_store(&sys->node, made); /* workers look at it to batch their sends */
+    }
     pthread_mutex_unlock(&sys->io_lock);
     if (rc != 0)
         return rc;

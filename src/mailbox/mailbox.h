@@ -39,6 +39,18 @@ static inline void mailbox_push(mailbox *mb, mailbox_node *node)
     atomic_store_explicit(&prev->next, node, memory_order_release);
 }
 
+/* Appends first..last, already linked through their next fields (last's is
+ * set to NULL here), with one exchange. Any thread. */
+static inline void mailbox_push_chain(mailbox *mb, mailbox_node *first, mailbox_node *last)
+{
+    /* relaxed: the chain is private until the exchange below publishes it. */
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    /* seq_cst: as in mailbox_push. */
+    mailbox_node *prev = atomic_exchange(&mb->head, last);
+    /* release: the consumer that follows prev->next sees the whole chain. */
+    atomic_store_explicit(&prev->next, first, memory_order_release);
+}
+
 /* Removes the oldest node, or returns NULL when the mailbox is empty or a
  * producer is half-way through a push (then mailbox_empty is false and a
  * later pop will see the node). Consumer only. */

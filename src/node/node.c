@@ -242,30 +242,87 @@ static unsigned char *frame_bytes(const wire_header *h, const void *prefix, size
     return bytes;
 }
 
-/* Sends the frame (body: prefix then the rest) to to_node: straight to its
- * transport when its lane is open and clear, else through the loop. */
+/* Frames gathered by this thread for one peer (see node_batch_begin). */
+typedef struct out_batch {
+    bool on;
+    node *node;
+    uint16_t peer;
+    size_t len;
+    unsigned char bytes[16384];
+} out_batch;
+
+static _Thread_local out_batch gathered;
+
+static int send_bytes(node *n, uint16_t to_node, const void *head, size_t head_len,
+                      const void *body, size_t body_len);
+
+/* Writes out what this thread gathered. */
+static void batch_out(void)
+{
+    out_batch *g = &gathered;
+    if (g->len == 0)
+        return;
+    size_t len = g->len;
+    g->len = 0;
+    send_bytes(g->node, g->peer, g->bytes, len, NULL, 0);
+}
+
+void node_batch_begin(void) { gathered.on = true; }
+
+void node_batch_end(void)
+{
+    batch_out();
+    gathered.on = false;
+}
+
+/* Sends the frame (body: prefix then the rest) to to_node, gathered when
+ * this thread batches, else at once. */
 static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const void *prefix,
                        size_t prefix_len, const void *body)
+{
+    out_batch *g = &gathered;
+    size_t need = WIRE_HEADER_SIZE + h->length;
+    if (!g->on || need > sizeof g->bytes) {
+        unsigned char head[WIRE_HEADER_SIZE + 8];
+        wire_encode_header(h, head);
+        if (prefix_len)
+            memcpy(head + WIRE_HEADER_SIZE, prefix, prefix_len);
+        return send_bytes(n, to_node, head, WIRE_HEADER_SIZE + prefix_len, body,
+                          h->length - prefix_len);
+    }
+    if (g->len && (g->node != n || g->peer != to_node || g->len + need > sizeof g->bytes))
+        batch_out();
+    unsigned char *at = g->bytes + g->len;
+    wire_encode_header(h, at);
+    if (prefix_len)
+        memcpy(at + WIRE_HEADER_SIZE, prefix, prefix_len);
+    if (h->length > prefix_len)
+        memcpy(at + WIRE_HEADER_SIZE + prefix_len, body, h->length - prefix_len);
+    g->node = n;
+    g->peer = to_node;
+    g->len += need;
+    return 0;
+}
+
+/* Sends head_len bytes at head then body_len at body (whole frames) to
+ * to_node: straight to its transport when its lane is open and clear, else
+ * through the loop. */
+static int send_bytes(node *n, uint16_t to_node, const void *head, size_t head_len,
+                      const void *body, size_t body_len)
 {
     lane *l = lane_of(n, to_node);
     if (!l)
         return TR_ENOMEM;
     pthread_mutex_lock(&l->lock);
     if (l->c && l->queued == 0) {
-        unsigned char head[WIRE_HEADER_SIZE + 8];
-        wire_encode_header(h, head);
-        if (prefix_len)
-            memcpy(head + WIRE_HEADER_SIZE, prefix, prefix_len);
-        int rc = l->c->ops->send(l->c->t, head, WIRE_HEADER_SIZE + prefix_len, body,
-                                 h->length - prefix_len, false);
+        int rc = l->c->ops->send(l->c->t, head, head_len, body, body_len, false);
         pthread_mutex_unlock(&l->lock);
         return rc == 0 ? 0 : rc == UV_ENOMEM ? TR_ENOMEM : TR_EDEAD;
     }
     l->queued++; /* until the loop has written or dropped it */
     pthread_mutex_unlock(&l->lock);
     frame_task *f = malloc(sizeof *f);
-    size_t len;
-    unsigned char *bytes = f ? frame_bytes(h, prefix, prefix_len, body, &len) : NULL;
+    unsigned char *bytes = f ? malloc(head_len + body_len) : NULL;
     if (!bytes) {
         free(f);
         pthread_mutex_lock(&l->lock);
@@ -273,8 +330,11 @@ static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const vo
         pthread_mutex_unlock(&l->lock);
         return TR_ENOMEM;
     }
-    *f = (frame_task){.task.run = write_on_loop, .node = n, .to_node = to_node, .len = len,
-                      .bytes = bytes};
+    memcpy(bytes, head, head_len);
+    if (body_len)
+        memcpy(bytes + head_len, body, body_len);
+    *f = (frame_task){.task.run = write_on_loop, .node = n, .to_node = to_node,
+                      .len = head_len + body_len, .bytes = bytes};
     io_loop_submit(n->io, &f->task);
     return 0;
 }
@@ -486,7 +546,27 @@ static void spawn_reply_in(connection *c, const wire_header *h, const unsigned c
                              (int)f[1].i);
 }
 
-static void send_in(connection *c, const wire_header *h, const unsigned char *body)
+/* A run of user-lane SEND frames to one actor, handed over together. */
+#define BATCH_MAX 64
+
+typedef struct batch {
+    tr_addr to;
+    unsigned n;
+    node_item items[BATCH_MAX];
+} batch;
+
+static void batch_flush(connection *c, batch *b)
+{
+    if (b->n == 0)
+        return;
+    node *n = c->node;
+    unsigned count = b->n;
+    b->n = 0;
+    if (n->cb->deliver_batch(n->arg, b->to, b->items, count) != 0)
+        broken(c, "a runtime message this peer may not send, or with a malformed payload");
+}
+
+static void send_in(connection *c, batch *b, const wire_header *h, const unsigned char *body)
 {
     node *n = c->node;
     uint64_t ref = 0;
@@ -500,9 +580,24 @@ static void send_in(connection *c, const wire_header *h, const unsigned char *bo
         len -= sizeof ref;
     }
     tr_msg *m = message_of(h->type, h->flags, body, len);
-    if (m && n->cb->deliver(n->arg, (tr_addr){h->from}, (tr_addr){h->to}, m,
-                            h->flags & WIRE_FLAG_SYSTEM, ref) != 0)
+    if (!m)
+        return;
+    if (!(h->flags & WIRE_FLAG_SYSTEM)) { /* user lane: batched per receiver */
+        if (b->n == BATCH_MAX || (b->n && b->to.bits != h->to))
+            batch_flush(c, b);
+        if (c->why) {
+            tr_msg_unref(m);
+            return;
+        }
+        b->to = (tr_addr){h->to};
+        b->items[b->n++] = (node_item){(tr_addr){h->from}, m, ref};
+        return;
+    }
+    batch_flush(c, b); /* a system-lane message keeps its place after the user ones */
+    if (!c->why && n->cb->deliver(n->arg, (tr_addr){h->from}, (tr_addr){h->to}, m, true, ref) != 0)
         broken(c, "a runtime message this peer may not send, or with a malformed payload");
+    else if (c->why)
+        tr_msg_unref(m);
 }
 
 static void hello_in(connection *c, const wire_header *h, const unsigned char *body)
@@ -528,16 +623,20 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
     lane_set(n, c->peer, c); /* after what waited: direct sends come behind it */
 }
 
-static void frame_in(connection *c, const wire_header *h, const unsigned char *body)
+static void frame_in(connection *c, batch *b, const wire_header *h, const unsigned char *body)
 {
     if (c->peer == 0) { /* the first frame must be the peer's HELLO */
         hello_in(c, h, body);
         return;
     }
-    switch (h->op) {
-    case WIRE_SEND:
-        send_in(c, h, body);
+    if (h->op == WIRE_SEND) {
+        send_in(c, b, h, body);
         return;
+    }
+    batch_flush(c, b); /* what came before goes first */
+    if (c->why)
+        return;
+    switch (h->op) {
     case WIRE_NAMED_SEND:
         named_send_in(c, h, body);
         return;
@@ -573,8 +672,14 @@ static void on_data(void *owner, const void *data, size_t len)
     const unsigned char *body;
     const char *why = NULL;
     int rc;
+    batch b;
+    b.n = 0;
     while (!c->why && (rc = wire_reader_next(&c->reader, &h, &body, &why)) == 1)
-        frame_in(c, &h, body);
+        frame_in(c, &b, &h, body);
+    if (!c->why)
+        batch_flush(c, &b);
+    for (unsigned i = 0; i < b.n; i++) /* cut off meanwhile: what was gathered goes */
+        tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
         broken(c, why);
 }

@@ -15,6 +15,13 @@
 
 typedef struct node node;
 
+/* One message of a batch for one actor. */
+typedef struct node_item {
+    tr_addr from;
+    tr_msg *msg;
+    uint64_t ref; /* ask reference, or 0 */
+} node_item;
+
 /* How the node hands what arrives to the actor layer (loop thread). */
 typedef struct node_callbacks {
     /* A message for a local actor, with its ask reference (0 for none); takes
@@ -22,6 +29,9 @@ typedef struct node_callbacks {
      * connection is then cut off). */
     int (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
                    uint64_t ref);
+    /* n user-lane messages for one local actor, in order (a run of SEND
+     * frames to it); takes them all. Returns as deliver. */
+    int (*deliver_batch)(void *arg, tr_addr to, node_item *items, unsigned n);
     /* A message for a local actor by name; takes msg. */
     void (*deliver_named)(void *arg, const char *name, tr_addr from, tr_msg *msg);
     /* Peer asks us to spawn the behaviour registered as name, with init (may
@@ -78,6 +88,14 @@ int node_spawn(node *n, uint16_t to_node, const char *name, tr_msg *init, tr_add
 /* Answers a spawn request. Returns 0 or TR_ENOMEM. Any thread. */
 int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, uint64_t ref,
                      int error);
+
+/* Frames the calling thread sends between node_batch_begin and
+ * node_batch_end are gathered per peer and written together at the end (or
+ * when a frame for another peer comes, or the buffer fills): one lock and
+ * one wake-up for many frames. Order is kept. A worker brackets an actor's
+ * turn with them. Not nested. */
+void node_batch_begin(void);
+void node_batch_end(void);
 
 /* Frames dropped for want of a connection. Any thread. */
 uint64_t node_dropped(node *n);

@@ -24,6 +24,9 @@ struct transport {
     bool closing;
     unsigned char *out; /* gathered, not yet handed to libuv */
     size_t out_len, out_cap;
+    /* Loop thread only: where reads land (libuv reads into one buffer at a
+     * time and hands it back before the next). */
+    char in[64 * 1024];
 };
 
 typedef struct write_req {
@@ -63,9 +66,9 @@ static void fail(transport *t, int error)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
+    (void)suggested;
+    transport *t = h->data;
+    *buf = uv_buf_init(t->in, sizeof t->in);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -77,7 +80,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         pipe_close(t);
     else if (n < 0)
         fail(t, (int)n);
-    free(buf->base);
+    (void)buf; /* t->in: ours */
 }
 
 static void on_written(uv_write_t *req, int status)
