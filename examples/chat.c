@@ -1,7 +1,9 @@
 /* chat — a chat room across processes.
  *
  * Node 1 runs the room, registered under the name "room". Nodes 2-4 each
- * run one user (alice, bob, carol) who joins the room by name, says three
+ * run one user (alice, bob, carol) who joins the room by name (again every
+ * 100 ms until the room answers: a message to a name not registered yet is
+ * a dead letter, and node 1 may still be starting), says three
  * lines, each after hearing the room echo the one before, and then leaves by
  * ending its whole process. The room monitors every member: when a user's
  * process is gone the monitor's down says so (reason TR_EXIT_NODEDOWN), and
@@ -16,7 +18,7 @@
 #include <string.h>
 #include <troupe.h>
 
-enum { USERS = 3, LINES = 3, MSG_JOIN = 1, MSG_SAY, MSG_HEARD };
+enum { USERS = 3, LINES = 3, MSG_JOIN = 1, MSG_SAY, MSG_HEARD, MSG_KNOCK };
 
 static const char *const names[USERS] = {"alice", "bob", "carol"};
 static const char *const lines[LINES] = {"hello, everyone", "this room spans four processes",
@@ -33,6 +35,8 @@ typedef struct {
 static int room_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
     (void)state, (void)arg;
+    for (uint16_t node = 2; node < 2 + USERS; node++) /* a user's process may end before it joins */
+        tr_monitor_node(ctx, node, NULL);
     return tr_register(ctx, "room");
 }
 
@@ -82,12 +86,17 @@ static void room_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
         return;
     case TR_MSG_DOWN: {
         const tr_down *d = tr_msg_data(msg);
-        if ((i = member_index(r, d->actor)) < 0)
+        uint16_t node = tr_addr_node(d->actor);
+        if (!tr_addr_eq(d->actor, tr_node_addr(node))) { /* a member's monitor */
+            if ((i = member_index(r, d->actor)) < 0)
+                return;
+            r->members[i] = TR_ADDR_NONE;
+            snprintf(text, sizeof text, "* %s left (%s)", r->who[i],
+                     d->reason == TR_EXIT_NODEDOWN ? "their process ended" : "they stopped");
+            broadcast(ctx, r, text);
             return;
-        r->members[i] = TR_ADDR_NONE;
-        snprintf(text, sizeof text, "* %s left (%s)", r->who[i],
-                 d->reason == TR_EXIT_NODEDOWN ? "their process ended" : "they stopped");
-        broadcast(ctx, r, text);
+        }
+        /* a user's node is gone: after its member's own down, if it had joined */
         if (++r->left == USERS) {
             printf("* the room is empty: closing\n");
             tr_system_stop(tr_ctx_system(ctx));
@@ -105,7 +114,13 @@ static const tr_behavior room = {
 typedef struct {
     const char *name;
     int said;
+    tr_timer knock; /* repeats the join until the room answers */
 } user_state;
+
+static int join(tr_ctx *ctx, user_state *u)
+{
+    return tr_send_named_node(ctx, 1, "room", tr_msg_new(MSG_JOIN, u->name, strlen(u->name)));
+}
 
 static void say_next(tr_ctx *ctx, user_state *u)
 {
@@ -119,7 +134,9 @@ static int user_init(tr_ctx *ctx, void *state, const tr_msg *arg)
     user_state *u = state;
     u->name = names[(tr_addr_node(tr_self(ctx)) - 2) % USERS];
     int rc = tr_monitor_node(ctx, 1, NULL);
-    return rc ? rc : tr_send_named_node(ctx, 1, "room", tr_msg_new(MSG_JOIN, u->name, strlen(u->name)));
+    if (rc == 0)
+        rc = join(ctx, u);
+    return rc ? rc : tr_send_every(ctx, tr_self(ctx), tr_msg_new(MSG_KNOCK, NULL, 0), 100, &u->knock);
 }
 
 static void user_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
@@ -127,6 +144,10 @@ static void user_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     user_state *u = state;
     if (tr_msg_type(msg) == TR_MSG_DOWN) { /* the room's process is gone */
         tr_system_stop(tr_ctx_system(ctx));
+        return;
+    }
+    if (tr_msg_type(msg) == MSG_KNOCK) {
+        join(ctx, u);
         return;
     }
     if (tr_msg_type(msg) != MSG_HEARD)
@@ -137,6 +158,10 @@ static void user_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     bool my_join = u->said == 0 && strstr(heard, u->name) && strstr(heard, "joined");
     if (!my_join && strcmp(heard, mine) != 0)
         return; /* someone else's line */
+    if (u->knock) { /* in: stop knocking */
+        tr_timer_cancel(tr_ctx_system(ctx), u->knock);
+        u->knock = 0;
+    }
     if (u->said < LINES)
         say_next(ctx, u); /* the room heard our last line: say the next */
     else

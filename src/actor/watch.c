@@ -276,11 +276,12 @@ static bool exit_signal(tr_ctx *ctx, actor_ext *x, tr_addr from, int32_t reason)
     return false;
 }
 
-/* The index of the first entry for an actor on node, or -1. */
-static int64_t find_on_node(const watch_list *l, uint16_t node)
+/* The index of the first entry for an actor on node (for the node itself,
+ * with whole set), or -1. */
+static int64_t find_on_node(const watch_list *l, uint16_t node, bool whole)
 {
     for (uint32_t i = 0; i < l->count; i++)
-        if (addr_node(l->items[i].actor) == node)
+        if (addr_node(l->items[i].actor) == node && is_node_addr(l->items[i].actor) == whole)
             return i;
     return -1;
 }
@@ -291,18 +292,19 @@ static int64_t find_on_node(const watch_list *l, uint16_t node)
 static void node_down(tr_ctx *ctx, actor *a, uint16_t node)
 {
     int64_t i;
-    while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->watching, node)) >= 0) {
-        watch_entry e = a->ext->watching.items[i];
-        ext_list_remove(&a->ext->watching, e.actor, e.ref);
-        tr_down d = {.actor = e.actor, .reason = TR_EXIT_NODEDOWN, .ref = e.ref};
-        deliver_now(ctx, a, e.actor, TR_MSG_DOWN, &d, sizeof d);
-    }
-    while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->links, node)) >= 0) {
+    for (int whole = 0; whole < 2; whole++) /* its actors' downs first, then the node's */
+        while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->watching, node, whole)) >= 0) {
+            watch_entry e = a->ext->watching.items[i];
+            ext_list_remove(&a->ext->watching, e.actor, e.ref);
+            tr_down d = {.actor = e.actor, .reason = TR_EXIT_NODEDOWN, .ref = e.ref};
+            deliver_now(ctx, a, e.actor, TR_MSG_DOWN, &d, sizeof d);
+        }
+    while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->links, node, false)) >= 0) {
         tr_addr other = a->ext->links.items[i].actor;
         ext_list_remove(&a->ext->links, other, 0);
         exit_signal(ctx, a->ext, other, TR_EXIT_NODEDOWN);
     }
-    while (a->ext && (i = find_on_node(&a->ext->watchers, node)) >= 0)
+    while (a->ext && (i = find_on_node(&a->ext->watchers, node, false)) >= 0)
         ext_list_remove(&a->ext->watchers, a->ext->watchers.items[i].actor,
                         a->ext->watchers.items[i].ref);
 }

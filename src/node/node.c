@@ -732,7 +732,12 @@ static void on_beat(uv_timer_t *t)
         next = c->next; /* broken() only starts closing: c stays listed */
         if (c->why)
             continue;
-        if (now - c->last_in >= NODE_SILENT_BEATS * beat)
+        /* A peer still starting (a new process, maybe under a sanitizer on a
+         * loaded machine) gets longer to say hello than one to keep talking. */
+        uint64_t limit = c->peer ? NODE_SILENT_BEATS * beat
+                                 : (NODE_HELLO_MS > NODE_SILENT_BEATS * beat ? NODE_HELLO_MS
+                                                                            : NODE_SILENT_BEATS * beat);
+        if (now - c->last_in >= limit)
             broken(c, c->peer ? "the peer fell silent (no heartbeat)" : "no HELLO in time");
         else if (now - c->last_out >= beat)
             empty_frame_out(c, WIRE_HEARTBEAT);

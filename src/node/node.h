@@ -53,6 +53,7 @@ typedef struct node_callbacks {
  * connection sends a heartbeat, and a peer silent for NODE_SILENT_BEATS of
  * them is cut off as down. Returns 0, TR_EINVAL or TR_ENOMEM. */
 #define NODE_SILENT_BEATS 4
+#define NODE_HELLO_MS 30000 /* at least this long for a new connection's HELLO */
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
              void *arg, node **out);
 
