@@ -406,14 +406,15 @@ TR_API int tr_system_spawn_supervisor(tr_system *sys, const tr_supervisor_spec *
 
 /* The continuation of tr_ask_then, run by the asking actor's runner: reply is
  * the answer (borrowed until it returns) with status 0, or NULL with status
- * TR_ETIMEDOUT. */
+ * TR_ETIMEDOUT, or TR_ENODE when the target's node went down first. */
 typedef void (*tr_reply_fn)(tr_ctx *ctx, void *state, const tr_msg *reply, int status,
                             void *arg);
 
 /* Sends request to target and waits, without blocking, up to timeout_ms for
  * its reply: it arrives in receive with tr_reply_to(ctx) == *ref, or a
- * TR_MSG_ASK_TIMEOUT carrying the ref does. Takes request. Returns 0,
- * TR_EDEAD (the target had ended: nothing will arrive), TR_EINVAL or
+ * TR_MSG_ASK_TIMEOUT carrying the ref does (at once when the target's node
+ * goes down). Takes request. Returns 0, TR_EDEAD (the target had ended:
+ * nothing will arrive), TR_ENODE (its node is not connected), TR_EINVAL or
  * TR_ENOMEM. Handler only. */
 TR_API int tr_ask(tr_ctx *ctx, tr_addr target, tr_msg *request, uint64_t timeout_ms,
                   uint64_t *ref);
@@ -540,8 +541,8 @@ TR_API int tr_register_behavior(tr_system *sys, const tr_behavior *beh);
  * name, with init as its init message (may be NULL; taken; it must not be
  * marked local). The answer comes as a TR_MSG_SPAWNED message with
  * tr_reply_to(ctx) == *ref: the new actor, or an error (TR_ENOENT when the
- * node has no such behaviour); or, after timeout_ms, as TR_MSG_ASK_TIMEOUT
- * (as for tr_ask; also when the node goes down meanwhile). Returns 0,
+ * node has no such behaviour, TR_ENODE when the node went down first); or,
+ * after timeout_ms, as TR_MSG_ASK_TIMEOUT (as for tr_ask). Returns 0,
  * TR_EINVAL, TR_ELOCAL, TR_ENODE (not connected to node) or TR_ENOMEM.
  * Handler only. */
 TR_API int tr_spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *init,

@@ -372,7 +372,10 @@ static void nodes__remote_spawn_ask_monitor__work_as_locally(void **state)
 
 /* ---- a node that goes down: monitors get downs, links fire ---- */
 
-static _Atomic int nodedown_monitor, nodedown_node, nodedown_link;
+static _Atomic int nodedown_monitor, nodedown_node, nodedown_link, nodedown_ask;
+
+/* An ask the echo never answers (it ignores the type) ends when its node goes. */
+static void unanswered(tr_ctx *ctx, void *state, const tr_msg *reply, int status, void *arg);
 
 typedef struct {
     uint64_t refs[2];
@@ -391,8 +394,15 @@ static int watcher_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 
 static void watcher_event(tr_ctx *ctx, watcher_state *w)
 {
-    if (++w->events == 3)
+    if (++w->events == 4) /* two downs, a link exit, an ask ended */
         tr_system_stop(tr_ctx_system(ctx));
+}
+
+static void unanswered(tr_ctx *ctx, void *state, const tr_msg *reply, int status, void *arg)
+{
+    (void)arg;
+    nodedown_ask += reply == NULL && status == TR_ENODE;
+    watcher_event(ctx, state);
 }
 
 static void watcher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
@@ -407,6 +417,8 @@ static void watcher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
         assert_int_equal(tr_monitor(ctx, w->victims[0], NULL), 0);
         assert_int_equal(tr_link(ctx, w->victims[1]), 0);
         assert_int_equal(tr_monitor_node(ctx, 2, NULL), 0);
+        assert_int_equal(tr_ask_then(ctx, w->victims[0], tr_msg_new(99, NULL, 0), 60000,
+                                     unanswered, NULL), 0);
         /* node 2 stops and is freed: its connection closes */
         tr_send(ctx, w->victims[0], tr_msg_new(MSG_STOP_NODE, NULL, 0));
     } else if (tr_msg_type(msg) == TR_MSG_DOWN) {
@@ -481,7 +493,7 @@ static void stop_with_node__peer_freed__run_returns(void **state)
 static void nodes__peer_goes_down__downs_and_link_exits_with_nodedown(void **state)
 {
     (void)state;
-    nodedown_monitor = nodedown_node = nodedown_link = 0;
+    nodedown_monitor = nodedown_node = nodedown_link = nodedown_ask = 0;
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     tr_system *a = node_system(1), *b = node_system(2);
@@ -497,6 +509,7 @@ static void nodes__peer_goes_down__downs_and_link_exits_with_nodedown(void **sta
     assert_int_equal(nodedown_monitor, 1);
     assert_int_equal(nodedown_node, 1);
     assert_int_equal(nodedown_link, 1);
+    assert_int_equal(nodedown_ask, 1); /* at once, not after its 60 s deadline */
 }
 
 /* ---- a peer that falls silent is cut off by the heartbeat ---- */

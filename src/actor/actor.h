@@ -204,8 +204,12 @@ bool ask_take_reply(tr_ctx *ctx, actor *a, msg_link *link);
  * returns what send did). The answer must come into the asker's system lane
  * with that reference. Handler only. */
 typedef int (*ask_send_fn)(tr_ctx *ctx, uint64_t ref, void *data);
-int ask_start(tr_ctx *ctx, ask_send_fn send, void *data, uint64_t timeout_ms, tr_reply_fn fn,
-              void *arg, uint64_t *ref_out);
+int ask_start(tr_ctx *ctx, ask_send_fn send, void *data, uint16_t node, uint32_t down_type,
+              uint64_t timeout_ms, tr_reply_fn fn, void *arg, uint64_t *ref_out);
+/* Node went down: each ask to it ends now, with TR_ENODE (a continuation),
+ * a TR_MSG_SPAWNED with error TR_ENODE (a spawn request), or
+ * TR_MSG_ASK_TIMEOUT. On the asker's runner. */
+void ask_node_down(tr_ctx *ctx, actor *a, uint16_t node);
 void ask_timed_out(tr_ctx *ctx, actor *a, uint64_t ref);
 
 /* Names (names.c): the registry is made with the system; an ending actor's

@@ -23,6 +23,8 @@ typedef struct pending_ask {
     tr_timer timer;
     tr_reply_fn fn;
     void *arg;
+    uint16_t node;      /* the node asked, when another: its going down ends the ask */
+    uint32_t down_type; /* what then comes to receive: TR_MSG_ASK_TIMEOUT or TR_MSG_SPAWNED */
 } pending_ask;
 
 typedef struct ask_list {

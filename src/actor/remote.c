@@ -255,7 +255,7 @@ static int spawn_remote(tr_ctx *ctx, uint16_t node, const char *name, tr_msg *in
              : init && (init->flags & TR_MSG_LOCAL) && node != ctx->sys->node_id ? TR_ELOCAL
                                                                                  : 0;
     if (rc == 0)
-        rc = ask_start(ctx, send_spawn, &req, timeout_ms, fn, arg, ref);
+        rc = ask_start(ctx, send_spawn, &req, node, TR_MSG_SPAWNED, timeout_ms, fn, arg, ref);
     tr_msg_unref(req.init); /* still ours if the request was never sent */
     return rc;
 }

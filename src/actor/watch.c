@@ -292,6 +292,7 @@ static int64_t find_on_node(const watch_list *l, uint16_t node, bool whole)
 static void node_down(tr_ctx *ctx, actor *a, uint16_t node)
 {
     int64_t i;
+    ask_node_down(ctx, a, node); /* no answer will come from there */
     for (int whole = 0; whole < 2; whole++) /* its actors' downs first, then the node's */
         while (!ctx->exiting && a->ext && (i = find_on_node(&a->ext->watching, node, whole)) >= 0) {
             watch_entry e = a->ext->watching.items[i];
