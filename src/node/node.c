@@ -242,7 +242,10 @@ static unsigned char *frame_bytes(const wire_header *h, const void *prefix, size
     return bytes;
 }
 
-/* Frames gathered by this thread for one peer (see node_batch_begin). */
+/* Frames gathered by this thread for one peer (see node_batch_begin);
+ * larger ones go straight out, behind what was gathered. */
+#define BATCH_COPY_MAX 512
+
 typedef struct out_batch {
     bool on;
     node *node;
@@ -282,7 +285,9 @@ static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const vo
 {
     out_batch *g = &gathered;
     size_t need = WIRE_HEADER_SIZE + h->length;
-    if (!g->on || need > sizeof g->bytes) {
+    if (g->on && need > BATCH_COPY_MAX) /* large: one copy fewer than gathering it */
+        batch_out();
+    if (!g->on || need > BATCH_COPY_MAX) {
         unsigned char head[WIRE_HEADER_SIZE + 8];
         wire_encode_header(h, head);
         if (prefix_len)
