@@ -31,6 +31,20 @@ static tr_system *node_system(uint16_t id)
     return sys;
 }
 
+/* Nodes 1 and 2 joined by a socket pair over transport; node 2 can spawn
+ * beh (NULL: nothing) by name. */
+static void node_pair(const char *transport, const tr_behavior *beh, tr_system **a, tr_system **b)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    *a = node_system(1);
+    *b = node_system(2);
+    if (beh)
+        assert_int_equal(tr_register_behavior(*b, beh), 0);
+    assert_int_equal(tr_system_connect_via(*a, fds[0], transport), 0);
+    assert_int_equal(tr_system_connect_via(*b, fds[1], transport), 0);
+}
+
 /* ---- node 2: the sink checks order and sums ---- */
 
 typedef struct {
@@ -144,11 +158,8 @@ static void run_two_nodes(tr_system *a, tr_system *b)
 static void send_across(const char *transport)
 {
     verified = local_refused = 0;
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    tr_system *a = node_system(1), *b = node_system(2);
-    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
-    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
+    tr_system *a, *b;
+    node_pair(transport, NULL, &a, &b);
     run_two_nodes(a, b);
     assert_int_equal(verified, 1);
     assert_int_equal(local_refused, 1);
@@ -338,13 +349,9 @@ static tr_stats pair_stats;
 
 static void run_pair(const tr_behavior *first)
 {
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    tr_system *a = node_system(1), *b = node_system(2);
-    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    tr_system *a, *b;
+    node_pair("pipe", &echo, &a, &b);
     assert_int_equal(tr_register_behavior(b, &echo), TR_EEXIST);
-    assert_int_equal(tr_system_connect(a, fds[0]), 0);
-    assert_int_equal(tr_system_connect(b, fds[1]), 0);
     pthread_t ta, tb;
     pthread_create(&tb, NULL, run, b);
     tr_system_spawn(a, first, NULL, NULL);
@@ -469,12 +476,8 @@ static void stop_with_node__peer_freed__run_returns(void **state)
 {
     (void)state;
     peer_answered = 0;
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    tr_system *a = node_system(1), *b = node_system(2);
-    assert_int_equal(tr_register_behavior(b, &echo), 0);
-    assert_int_equal(tr_system_connect(a, fds[0]), 0);
-    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    tr_system *a, *b;
+    node_pair("shm", &echo, &a, &b);
     assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
     int other[2]; /* a second connection, to a silent peer, keeps node 1 up on its own */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, other), 0);
@@ -494,12 +497,8 @@ static void nodes__peer_goes_down__downs_and_link_exits_with_nodedown(void **sta
 {
     (void)state;
     nodedown_monitor = nodedown_node = nodedown_link = nodedown_ask = 0;
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    tr_system *a = node_system(1), *b = node_system(2);
-    assert_int_equal(tr_register_behavior(b, &echo), 0);
-    assert_int_equal(tr_system_connect(a, fds[0]), 0);
-    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    tr_system *a, *b;
+    node_pair("shm", &echo, &a, &b);
     pthread_t tb;
     pthread_create(&tb, NULL, run_and_free, b); /* node 2 ends when told to stop */
     tr_system_spawn(a, &watcher, NULL, NULL);
