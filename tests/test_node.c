@@ -207,6 +207,45 @@ static void connect__bad_arguments__einval(void **state)
     tr_system_free(one);
 }
 
+/* tr_launch reports each node's exit status, 128 + the signal for a kill. */
+static void launch__statuses__exit_codes_and_signals(void **state)
+{
+    (void)state;
+    int status[2] = {-1, -1};
+    char *exits[] = {"sh", "-c", "exit $((TROUPE_NODE_ID + 2))", NULL};
+    assert_int_equal(tr_launch("/bin/sh", exits, 2, "pipe", status), 0);
+    assert_int_equal(status[0], 3); /* node 1 */
+    assert_int_equal(status[1], 4); /* node 2 */
+    char *killed[] = {"sh", "-c", "kill -9 $$", NULL};
+    assert_int_equal(tr_launch("/bin/sh", killed, 2, "shm", status), 0);
+    assert_int_equal(status[0], 128 + 9);
+    assert_int_equal(status[1], 128 + 9);
+    assert_int_equal(tr_launch("/nonexistent/program", NULL, 1, "pipe", NULL), TR_EINVAL);
+}
+
+/* tr_system_join refuses a malformed environment. */
+static void join__malformed_environment__einval(void **state)
+{
+    (void)state;
+    tr_system *two = node_system(2);
+    setenv("TROUPE_NODE_ID", "2", 1);
+    const char *bad[] = {"x", "1", "1:", "1:2", "0:5", "70000:5", "1:5,", "1:5;3:6"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("TROUPE_NODE_PEERS", bad[i], 1);
+        assert_int_equal(tr_system_join(two), TR_EINVAL);
+    }
+    setenv("TROUPE_NODE_PEERS", "1:5", 1);
+    setenv("TROUPE_NODE_TRANSPORT", "tcp", 1);
+    assert_int_equal(tr_system_join(two), TR_EINVAL);
+    setenv("TROUPE_NODE_TRANSPORT", "pipe", 1);
+    setenv("TROUPE_NODE_ID", "3", 1); /* not this system's number */
+    assert_int_equal(tr_system_join(two), TR_EINVAL);
+    unsetenv("TROUPE_NODE_ID");
+    unsetenv("TROUPE_NODE_PEERS");
+    unsetenv("TROUPE_NODE_TRANSPORT");
+    tr_system_free(two);
+}
+
 /* ---- a peer that writes garbage is cut off; the good one goes on ---- */
 
 static void write_all(int fd, const void *p, size_t n)
@@ -614,6 +653,8 @@ int main(void)
         cmocka_unit_test(nodes__send_across__all_arrive_in_order_with_the_right_sum),
         cmocka_unit_test(nodes__send_across_shm__all_arrive_in_order_with_the_right_sum),
         cmocka_unit_test(connect__bad_arguments__einval),
+        cmocka_unit_test(launch__statuses__exit_codes_and_signals),
+        cmocka_unit_test(join__malformed_environment__einval),
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),

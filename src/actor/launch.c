@@ -237,27 +237,43 @@ uint16_t tr_node_id_from_env(void)
     return v > 0 && v <= 65535 && *end == '\0' ? (uint16_t)v : 0;
 }
 
+/* Reads the next "id:fd" of a TROUPE_NODE_PEERS list at *p; false when
+ * malformed. */
+static bool next_peer(const char **p, uint16_t *id, int *fd)
+{
+    char *end;
+    long i = strtol(*p, &end, 10);
+    if (end == *p || *end != ':' || i <= 0 || i > 65535)
+        return false;
+    const char *f = end + 1;
+    long d = strtol(f, &end, 10);
+    if (end == f || d < 3 || d > 65535 || (*end != ',' && *end != '\0') ||
+        (*end == ',' && end[1] == '\0'))
+        return false;
+    *id = (uint16_t)i;
+    *fd = (int)d;
+    *p = *end ? end + 1 : end;
+    return true;
+}
+
 int tr_system_join(tr_system *sys)
 {
     const char *peers = getenv("TROUPE_NODE_PEERS");
     const char *transport = getenv("TROUPE_NODE_TRANSPORT");
     if (!transport)
         transport = "pipe";
-    if (!sys || !peers || !transport_known(transport) || sys->node_id == 0 ||
+    if (!sys || !peers || !*peers || !transport_known(transport) || sys->node_id == 0 ||
         sys->node_id != tr_node_id_from_env())
         return TR_EINVAL;
-    for (const char *p = peers; *p;) { /* "id:fd,id:fd" */
-        char *end;
-        long id = strtol(p, &end, 10);
-        if (*end != ':' || id <= 0 || id > 65535)
+    uint16_t id;
+    int fd;
+    for (const char *p = peers; *p;) /* all of it checked before any fd is taken */
+        if (!next_peer(&p, &id, &fd))
             return TR_EINVAL;
-        long fd = strtol(end + 1, &end, 10);
-        if ((*end != ',' && *end != '\0') || fd < 3 || fd > 65535)
-            return TR_EINVAL;
-        int rc = actor_connect(sys, (int)fd, transport, (uint16_t)id);
+    for (const char *p = peers; *p && next_peer(&p, &id, &fd);) {
+        int rc = actor_connect(sys, fd, transport, id);
         if (rc != 0)
             return rc;
-        p = *end ? end + 1 : end;
     }
     return 0;
 }
