@@ -10,6 +10,8 @@
 #include <cmocka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -618,6 +620,83 @@ static void nodes__silent_peer__cut_off_after_missed_heartbeats(void **state)
     tr_system_free(a);
 }
 
+/* ---- a hostile shared-memory peer ---- */
+
+enum { RING_HEADER = 192, RING_DATA = 1 << 20 };
+
+/* Offers node 1 a ring of size bytes (sealed or not) over sock; returns the
+ * mapping (RING_HEADER + RING_DATA bytes) or NULL when size is smaller. */
+static unsigned char *offer_ring(int sock, size_t size, bool seal)
+{
+    int fd = memfd_create("hostile-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    if (seal)
+        assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+    unsigned char *ring = NULL;
+    if (size >= RING_HEADER + RING_DATA) {
+        ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        assert_true(ring != MAP_FAILED);
+        uint64_t magic = 0x74726f7570657231ull, data = RING_DATA;
+        memcpy(ring + 128, &magic, sizeof magic);
+        memcpy(ring + 136, &data, sizeof data);
+    }
+    char b = 'r';
+    union {
+        char space[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {&b, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+                       .msg_controllen = sizeof control.space};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    assert_int_equal(sendmsg(sock, &m, 0), 1);
+    close(fd);
+    return ring;
+}
+
+/* Node 1 on an shm connection to a peer that misbehaves: it must close the
+ * connection (we see its end) without crashing, and its run must return. */
+static void shm_peer_cut_off(size_t size, bool seal, bool break_positions)
+{
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.node_id = 1;
+    tr_system *a;
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect_via(a, fds[0], "shm"), 0);
+    unsigned char *ring = offer_ring(fds[1], size, seal);
+    if (ring && break_positions) { /* a head far beyond what the ring can hold */
+        uint64_t head = 5ull * RING_DATA;
+        memcpy(ring, &head, sizeof head);
+        assert_int_equal(write(fds[1], "w", 1), 1);
+    }
+    pthread_t ta;
+    pthread_create(&ta, NULL, run, a);
+    assert_int_equal(read_to_end(fds[1]), 0); /* node 1 closed its end */
+    pthread_join(ta, NULL);
+    tr_system_free(a);
+    close(fds[1]);
+    if (ring)
+        munmap(ring, size);
+}
+
+static void shm__small_unsealed_or_broken_ring__cut_off_without_a_crash(void **state)
+{
+    (void)state;
+    shm_peer_cut_off(0, false, false);                            /* empty: SIGBUS if mapped and read */
+    shm_peer_cut_off(RING_HEADER + RING_DATA, false, false);      /* right size, but could shrink */
+    shm_peer_cut_off(RING_HEADER + RING_DATA, true, true);        /* impossible positions */
+}
+
 /* A peer that stops in the middle of a frame: cut off, the other link works. */
 static void nodes__truncated_and_oversized_frames__cut_off(void **state)
 {
@@ -661,6 +740,7 @@ int main(void)
         cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
+        cmocka_unit_test(shm__small_unsealed_or_broken_ring__cut_off_without_a_crash),
     };
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }

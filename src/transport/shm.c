@@ -25,6 +25,7 @@
 #include "../platform/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -325,22 +327,34 @@ static void read_ring(transport *t)
 }
 
 /* Takes the peer's memfd from a message, maps it as the ring to read. */
+/* Whether fd is a ring we can map safely: exactly our size, and sealed so
+ * that the peer can never shrink it under us (touching a page past the end
+ * of a mapped file raises SIGBUS). */
+static bool ring_fd_ok(int fd)
+{
+    struct stat st;
+    int seals = fcntl(fd, F_GET_SEALS);
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == MAP_BYTES &&
+           seals >= 0 && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_SEAL);
+}
+
 static int take_ring(transport *t, struct msghdr *m)
 {
     struct cmsghdr *c = CMSG_FIRSTHDR(m);
     if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        c->cmsg_len < CMSG_LEN(sizeof(int)))
         return UV_EPROTO;
     int memfd;
     memcpy(&memfd, CMSG_DATA(c), sizeof memfd);
-    if (t->in) {
+    if (t->in || c->cmsg_len != CMSG_LEN(sizeof(int)) || (m->msg_flags & MSG_CTRUNC) ||
+        !ring_fd_ok(memfd)) {
         close(memfd);
-        return UV_EPROTO; /* a second ring */
+        return UV_EPROTO; /* a second ring, several fds, or not a sealed ring */
     }
     void *p = mmap(NULL, MAP_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
     close(memfd);
     if (p == MAP_FAILED)
-        return UV_EPROTO; /* too small, or not a memfd */
+        return UV_EPROTO;
     ring *r = p;
     if (r->magic != RING_MAGIC || r->size != RING_BYTES) {
         munmap(p, MAP_BYTES);
@@ -402,11 +416,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
 /* Makes our ring and sends its memfd to the peer. */
 static int offer_ring(transport *t)
 {
-    int memfd = memfd_create("troupe-ring", MFD_CLOEXEC);
+    int memfd = memfd_create("troupe-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (memfd < 0)
         return uv_translate_sys_error(errno);
     int rc = 0;
-    if (ftruncate(memfd, MAP_BYTES) != 0) {
+    /* sealed at its size: the peer may rely on it never shrinking */
+    if (ftruncate(memfd, MAP_BYTES) != 0 ||
+        fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
         rc = uv_translate_sys_error(errno);
         goto out;
     }
