@@ -183,7 +183,7 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
     return deliver(sys, w, from, to, msg, system_lane, ref, NULL);
 }
 
-int actor_deliver_many(tr_system *sys, tr_addr to, actor_item *items, unsigned n)
+int actor_deliver_many(tr_system *sys, tr_addr to, const node_item *items, unsigned n)
 {
     actor *a = NULL;
     if (!atomic_load_explicit(&sys->closing, memory_order_relaxed) && addr_node(to) == sys->node_id)

@@ -184,17 +184,12 @@ struct tr_ctx {
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
                   bool system_lane, uint64_t ref);
 
-/* One message of a batch for one actor. */
-typedef struct actor_item {
-    tr_addr from;
-    tr_msg *msg;
-    uint64_t ref; /* ask reference, or 0 */
-} actor_item;
-
-/* Delivers n user messages to `to` from an outside thread (the io thread)
- * as actor_deliver would one by one, with one pin, one push of a chain and
- * one scheduling. Takes every message. Returns 0, TR_EDEAD or TR_ESTOPPED. */
-int actor_deliver_many(tr_system *sys, tr_addr to, actor_item *items, unsigned n);
+/* Delivers n user messages (node.h's items: sender, message, ask reference)
+ * to `to` from an outside thread (the io thread) as actor_deliver would one
+ * by one, with one pin, one push of a chain and one scheduling. Takes every
+ * message. Returns 0, TR_EDEAD or TR_ESTOPPED. */
+struct node_item;
+int actor_deliver_many(tr_system *sys, tr_addr to, const struct node_item *items, unsigned n);
 
 /* Asks (ask.c), on the asking actor's runner: a reply that arrived in the
  * system lane (true: hand it to receive), and an ask's deadline. */

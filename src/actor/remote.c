@@ -328,14 +328,7 @@ static int deliver_batch_in(void *arg, tr_addr to, node_item *items, unsigned n)
             tr_msg_unref(items[i].msg);
         return TR_EPROTO;
     }
-    for (unsigned done = 0; done < n;) { /* the node hands at most 64 at a time */
-        actor_item batch[64];
-        unsigned k = 0;
-        for (; k < 64 && done + k < n; k++)
-            batch[k] = (actor_item){items[done + k].from, items[done + k].msg, items[done + k].ref};
-        actor_deliver_many(arg, to, batch, k);
-        done += k;
-    }
+    actor_deliver_many(arg, to, items, n);
     return 0;
 }
 

@@ -226,19 +226,17 @@ void node_free(node *n)
     free(n);
 }
 
-/* Header + body in one malloc'd buffer of *len bytes; NULL when out of memory. */
-static unsigned char *frame_bytes(const wire_header *h, const void *prefix, size_t prefix_len,
-                                  const void *body, size_t *len)
+/* Header + body (h->length bytes, or none) in one malloc'd buffer of *len
+ * bytes: the loop's own frames. NULL when out of memory. */
+static unsigned char *frame_bytes(const wire_header *h, const void *body, size_t *len)
 {
     *len = WIRE_HEADER_SIZE + h->length;
     unsigned char *bytes = malloc(*len);
     if (!bytes)
         return NULL;
     wire_encode_header(h, bytes);
-    if (prefix_len)
-        memcpy(bytes + WIRE_HEADER_SIZE, prefix, prefix_len);
-    if (body && h->length > prefix_len)
-        memcpy(bytes + WIRE_HEADER_SIZE + prefix_len, body, h->length - prefix_len);
+    if (body)
+        memcpy(bytes + WIRE_HEADER_SIZE, body, h->length);
     return bytes;
 }
 
@@ -724,7 +722,7 @@ static void empty_frame_out(connection *c, uint8_t op)
 {
     wire_header h = {.op = op};
     size_t len;
-    unsigned char *bytes = frame_bytes(&h, NULL, 0, NULL, &len);
+    unsigned char *bytes = frame_bytes(&h, NULL, &len);
     if (bytes)
         conn_write(c, bytes, len);
 }
@@ -784,7 +782,7 @@ static void hello_out(connection *c)
     wire_hello_encode(&hello, &buf);
     wire_header h = {.op = WIRE_HELLO, .length = (uint32_t)buf.size};
     size_t len;
-    unsigned char *bytes = frame_bytes(&h, NULL, 0, buf.data, &len);
+    unsigned char *bytes = frame_bytes(&h, buf.data, &len);
     if (bytes)
         conn_write(c, bytes, len);
     msgpack_sbuffer_destroy(&buf);
