@@ -119,8 +119,18 @@ static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
         tr_msg_set_local(local);
         if (tr_send(ctx, sink_addr, local) == TR_ELOCAL)
             local_refused++;
-        for (long seq = 0; seq < COUNT; seq++)
-            assert_int_equal(tr_send(ctx, sink_addr, tr_msg_new(MSG_SEQ, &seq, sizeof seq)), 0);
+        /* Every seventh by name: a frame only the io thread reads, among
+         * those that idle workers take straight from shared memory. The
+         * order must hold across the hand-overs. Sizes vary, so frames end
+         * anywhere in the ring. */
+        for (long seq = 0; seq < COUNT; seq++) {
+            unsigned char body[sizeof seq + 28 * 37] = {0};
+            memcpy(body, &seq, sizeof seq);
+            tr_msg *m = tr_msg_new(MSG_SEQ, body, sizeof seq + (size_t)(seq % 29) * 37);
+            assert_int_equal(seq % 7 == 3 ? tr_send_named_node(ctx, 2, "sink", m)
+                                          : tr_send(ctx, sink_addr, m),
+                             0);
+        }
         tr_send(ctx, sink_addr, tr_msg_new(MSG_DONE, NULL, 0));
     } else if (tr_msg_type(msg) == MSG_TOTAL) {
         const uint64_t *total = tr_msg_data(msg);

@@ -177,6 +177,10 @@ static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     case MSG_SUMMARY: {
         const uint64_t *summary = tr_msg_data(msg);
         s->job->complete = summary[0] == (uint64_t)total && summary[1] == s->hash;
+        if (!s->job->complete) /* what went wrong, for the log */
+            fprintf(stderr, "node %u: the sink counted %llu of %ld (0: out of order), %s hash\n",
+                    (unsigned)s->job->node, (unsigned long long)summary[0], total,
+                    summary[1] == s->hash ? "same" : "another");
         source_done(ctx);
         return;
     }
@@ -188,8 +192,12 @@ static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
             s->job->saw_node_down = true;
         else if (tr_addr_eq(d->actor, s->sink))
             s->job->saw_actor_down = true;
-        if (s->job->saw_node_down && s->job->saw_actor_down)
+        if (s->job->saw_node_down && s->job->saw_actor_down) {
+            if (!s->job->kill_it)
+                fprintf(stderr, "node %u went down after %ld sent\n", (unsigned)s->job->node,
+                        s->job->sent);
             source_done(ctx);
+        }
         return;
     }
     }

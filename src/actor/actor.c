@@ -183,7 +183,8 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
     return deliver(sys, w, from, to, msg, system_lane, ref, NULL);
 }
 
-int actor_deliver_many(tr_system *sys, tr_addr to, const node_item *items, unsigned n)
+int actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_item *items,
+                       unsigned n)
 {
     actor *a = NULL;
     if (!atomic_load_explicit(&sys->closing, memory_order_relaxed) && addr_node(to) == sys->node_id)
@@ -215,7 +216,7 @@ int actor_deliver_many(tr_system *sys, tr_addr to, const node_item *items, unsig
         mailbox_push_chain(&a->mailbox, &first->node, &last->node);
         /* seq_cst, as in deliver: a Dekker pair with the runner's flag. */
         if (atomic_load(&a->scheduled) == 0 && atomic_exchange(&a->scheduled, 1) == 0)
-            schedule(sys, a, NULL);
+            schedule(sys, a, w);
     }
     unpin(a);
     return 0;
@@ -592,6 +593,14 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w)
     if ((mailbox_pushed_since_empty(&a->mailbox) || mailbox_pushed_since_empty(&a->system)) &&
         atomic_exchange(&a->scheduled, 1) == 0)
         sched_push(w, &a->run_node);
+}
+
+bool actor_poll(sched_worker *w, void *arg)
+{
+    tr_system *sys = arg;
+    /* acquire: the node is initialised before it is published. */
+    node *n = atomic_load_explicit(&sys->node, memory_order_acquire);
+    return n && node_poll(n, w);
 }
 
 void actor_run(sched_node *node, sched_worker *w, void *arg)

@@ -185,11 +185,13 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
                   bool system_lane, uint64_t ref);
 
 /* Delivers n user messages (node.h's items: sender, message, ask reference)
- * to `to` from an outside thread (the io thread) as actor_deliver would one
- * by one, with one pin, one push of a chain and one scheduling. Takes every
- * message. Returns 0, TR_EDEAD or TR_ESTOPPED. */
+ * to `to` as actor_deliver would one by one, with one pin, one push of a
+ * chain and one scheduling: on worker w when given (a worker between turns,
+ * on its thread), else through the inject queue (the io thread). Takes
+ * every message. Returns 0, TR_EDEAD or TR_ESTOPPED. */
 struct node_item;
-int actor_deliver_many(tr_system *sys, tr_addr to, const struct node_item *items, unsigned n);
+int actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const struct node_item *items,
+                       unsigned n);
 
 /* Asks (ask.c), on the asking actor's runner: a reply that arrived in the
  * system lane (true: hand it to receive), and an ask's deadline. */
@@ -265,6 +267,10 @@ void remote_unwatch(tr_system *sys, tr_addr local);
 
 /* Runs an actor for one turn; the scheduler's run callback. */
 void actor_run(sched_node *node, sched_worker *w, void *arg);
+
+/* The scheduler's poll: a searching worker reads other nodes' messages
+ * from shared memory (node_poll). */
+bool actor_poll(sched_worker *w, void *arg);
 /* Ends every live actor at shutdown and frees what they hold. */
 void actor_shutdown_all(tr_system *sys);
 /* Recycles every ended actor in limbo; no worker may be running. */

@@ -318,17 +318,12 @@ static int deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool sys
     return 0;
 }
 
-static int deliver_batch_in(void *arg, tr_addr to, node_item *items, unsigned n)
+static int deliver_batch_in(void *arg, void *worker, tr_addr to, node_item *items, unsigned n)
 {
-    bool ok = true;
-    for (unsigned i = 0; i < n && ok; i++)
-        ok = allowed(items[i].msg, false, items[i].ref);
-    if (!ok) {
-        for (unsigned i = 0; i < n; i++)
-            tr_msg_unref(items[i].msg);
-        return TR_EPROTO;
-    }
-    actor_deliver_many(arg, to, items, n);
+    for (unsigned i = 0; i < n; i++)
+        if (!allowed(items[i].msg, false, items[i].ref))
+            return TR_EPROTO;
+    actor_deliver_many(arg, worker, to, items, n);
     return 0;
 }
 

@@ -5,12 +5,22 @@
  * transport itself (through the peer's lane, under the lane's lock), with
  * no allocation and no hop through the loop thread. Until then frames go
  * to the loop as tasks, and the lane counts them, so a direct send never
- * overtakes an earlier one. */
+ * overtakes an earlier one.
+ *
+ * Receiving: the loop reads every connection. A transport whose bytes any
+ * thread can see (shared memory) is read by idle workers too (node_poll):
+ * a worker takes the plain user messages at the front of the ring straight
+ * to their actors, which it then runs itself, and leaves anything else (a
+ * control frame, a runtime message, a frame cut by the ring's end, a
+ * malformed one) to the loop. The connection's read lock keeps one reader
+ * at a time, and the lane's poll lock keeps a worker from finding a
+ * connection that is being freed. */
 #include "node.h"
 
 #include "../transport/transport.h"
 #include "wire.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +37,9 @@ typedef struct connection {
     uint16_t expected;          /* the peer it must be, or 0 for any */
     const char *why;            /* the protocol error that closed it, if any */
     uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
+    pthread_mutex_t read_lock;  /* one reader at a time: the loop or a worker */
+    _Atomic bool cut;           /* closing: workers read no more */
+    _Atomic bool heard;         /* a worker read frames since the last heartbeat check */
 } connection;
 
 /* One per peer node, made on first use, never freed before the node: how
@@ -35,7 +48,13 @@ typedef struct lane {
     pthread_mutex_t lock;
     connection *c;   /* the connection while it is up, else NULL */
     unsigned queued; /* frames for this peer handed to the loop, not yet written or dropped */
+    pthread_mutex_t poll_lock;
+    connection *reader; /* under poll_lock: c, when workers may read it */
+    bool polled;        /* listed in the node's polled lanes (loop thread) */
 } lane;
+
+/* Lanes whose connection workers may read, at most this many. */
+#define POLLED_MAX 256
 
 /* The heartbeat timer: one for all connections. */
 typedef struct beat_timer {
@@ -58,6 +77,8 @@ struct node {
     _Atomic unsigned handshaking; /* connections whose peer is not known yet */
     _Atomic uint64_t dropped;
     _Atomic(lane *) *lanes; /* by peer node number */
+    _Atomic(lane *) polled[POLLED_MAX]; /* appended by the loop, never removed */
+    _Atomic unsigned npolled;
 };
 
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
@@ -114,11 +135,13 @@ static lane *lane_of(node *n, uint16_t peer)
     if (!fresh)
         return NULL;
     pthread_mutex_init(&fresh->lock, NULL);
+    pthread_mutex_init(&fresh->poll_lock, NULL);
     /* acq_rel: publishes the initialised lane, or sees the one that won. */
     if (atomic_compare_exchange_strong_explicit(&n->lanes[peer], &l, fresh, memory_order_acq_rel,
                                                 memory_order_acquire))
         return fresh;
     pthread_mutex_destroy(&fresh->lock);
+    pthread_mutex_destroy(&fresh->poll_lock);
     free(fresh);
     return l;
 }
@@ -132,7 +155,8 @@ static void lane_done(node *n, uint16_t peer)
     pthread_mutex_unlock(&l->lock);
 }
 
-/* Loop thread: opens or closes the lane of c's peer for direct sends. */
+/* Loop thread: opens or closes the lane of c's peer for direct sends and,
+ * when its transport allows, for workers' reads. */
 static void lane_set(node *n, uint16_t peer, connection *c)
 {
     lane *l = lane_of(n, peer);
@@ -141,6 +165,21 @@ static void lane_set(node *n, uint16_t peer, connection *c)
     pthread_mutex_lock(&l->lock);
     l->c = c;
     pthread_mutex_unlock(&l->lock);
+    connection *reader = c && c->ops->read ? c : NULL;
+    if (reader && !l->polled) {
+        unsigned i = atomic_load_explicit(&n->npolled, memory_order_relaxed);
+        if (i == POLLED_MAX)
+            reader = NULL; /* the loop alone reads it */
+        else {
+            l->polled = true;
+            atomic_store_explicit(&n->polled[i], l, memory_order_relaxed);
+            /* release: the entry before the count that shows it */
+            atomic_store_explicit(&n->npolled, i + 1, memory_order_release);
+        }
+    }
+    pthread_mutex_lock(&l->poll_lock);
+    l->reader = reader;
+    pthread_mutex_unlock(&l->poll_lock);
 }
 
 /* Loop thread: writes bytes (malloc'd, freed here) to c. */
@@ -219,6 +258,7 @@ void node_free(node *n)
         lane *l = atomic_load_explicit(&n->lanes[i], memory_order_relaxed);
         if (l) {
             pthread_mutex_destroy(&l->lock);
+            pthread_mutex_destroy(&l->poll_lock);
             free(l);
         }
     }
@@ -471,6 +511,7 @@ int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, 
 
 static void broken(connection *c, const char *why)
 {
+    atomic_store_explicit(&c->cut, true, memory_order_relaxed); /* workers stop reading it */
     if (!c->why) {
         c->why = why;
         fprintf(stderr, "troupe: node %u: closing the connection to node %u: %s\n",
@@ -565,22 +606,35 @@ static void batch_flush(connection *c, batch *b)
     node *n = c->node;
     unsigned count = b->n;
     b->n = 0;
-    if (n->cb->deliver_batch(n->arg, b->to, b->items, count) != 0)
+    if (n->cb->deliver_batch(n->arg, NULL, b->to, b->items, count) != 0) {
+        for (unsigned i = 0; i < count; i++)
+            tr_msg_unref(b->items[i].msg);
         broken(c, "a runtime message this peer may not send, or with a malformed payload");
+    }
+}
+
+/* A SEND's ask reference, if its flags say it has one: moves body and len
+ * past it. False when it is missing or zero. */
+static bool ref_of(const wire_header *h, const unsigned char **body, size_t *len, uint64_t *ref)
+{
+    *ref = 0;
+    if (!(h->flags & WIRE_FLAG_REF))
+        return true;
+    if (*len < sizeof *ref || (*ref = wire_get64(*body)) == 0)
+        return false;
+    *body += sizeof *ref;
+    *len -= sizeof *ref;
+    return true;
 }
 
 static void send_in(connection *c, batch *b, const wire_header *h, const unsigned char *body)
 {
     node *n = c->node;
-    uint64_t ref = 0;
+    uint64_t ref;
     size_t len = h->length;
-    if (h->flags & WIRE_FLAG_REF) {
-        if (len < sizeof ref || (ref = wire_get64(body)) == 0) {
-            broken(c, "a send with a missing or zero ask reference");
-            return;
-        }
-        body += sizeof ref;
-        len -= sizeof ref;
+    if (!ref_of(h, &body, &len, &ref)) {
+        broken(c, "a send with a missing or zero ask reference");
+        return;
     }
     tr_msg *m = message_of(h->type, h->flags, body, len);
     if (!m)
@@ -706,14 +760,125 @@ static void on_closed(void *owner, int error)
     if (c->peer == 0) /* it never finished its handshake */
         handshake_over(n, 0);
     else
-        lane_set(n, c->peer, NULL); /* no sender is inside it after this */
+        lane_set(n, c->peer, NULL); /* no sender nor reader finds it after this */
+    pthread_mutex_lock(&c->read_lock); /* a worker still reading has finished */
+    pthread_mutex_unlock(&c->read_lock);
+    pthread_mutex_destroy(&c->read_lock);
     n->cb->connection_closed(n->arg, c->peer ? c->peer : c->expected, why ? TR_EPROTO : error,
                              why);
     wire_reader_fini(&c->reader);
     free(c);
 }
 
-static const transport_callbacks connection_callbacks = {.on_data = on_data, .on_closed = on_closed};
+/* read's take on the loop: everything, through the reader. */
+static size_t take_all(void *arg, const void *data, size_t len)
+{
+    on_data(arg, data, len);
+    return len;
+}
+
+static bool on_readable(void *owner, bool wait)
+{
+    connection *c = owner;
+    if (!wait && pthread_mutex_trylock(&c->read_lock) != 0)
+        return true; /* a worker is reading */
+    if (wait)
+        pthread_mutex_lock(&c->read_lock);
+    size_t took = c->ops->read(c->t, take_all, c, true);
+    pthread_mutex_unlock(&c->read_lock);
+    return took > 0;
+}
+
+static const transport_callbacks connection_callbacks = {
+    .on_data = on_data, .on_readable = on_readable, .on_closed = on_closed};
+
+/* ---- workers reading ------------------------------------------------------------ */
+
+typedef struct worker_read {
+    connection *c;
+    void *worker;
+    bool delivered;
+    batch b;
+} worker_read;
+
+static void worker_flush(worker_read *wr)
+{
+    batch *b = &wr->b;
+    if (b->n == 0)
+        return;
+    node *n = wr->c->node;
+    unsigned count = b->n;
+    b->n = 0;
+    wr->delivered = true;
+    /* Plain user messages only, which the actor layer always accepts. */
+    int rc = n->cb->deliver_batch(n->arg, wr->worker, b->to, b->items, count);
+    assert(rc == 0);
+    (void)rc;
+}
+
+/* read's take on a worker: the whole plain user-lane SENDs at the front. */
+static size_t take_sends(void *arg, const void *data, size_t len)
+{
+    worker_read *wr = arg;
+    const unsigned char *p = data;
+    size_t at = 0;
+    while (len - at >= WIRE_HEADER_SIZE) {
+        wire_header h;
+        const char *why;
+        if (wire_decode_header(p + at, wr->c->reader.max_body, &h, &why) != 0 ||
+            h.op != WIRE_SEND || (h.flags & WIRE_FLAG_SYSTEM) || h.type >= TR_MSG_SYSTEM ||
+            len - at - WIRE_HEADER_SIZE < h.length)
+            break; /* the loop's to handle, or to refuse */
+        const unsigned char *body = p + at + WIRE_HEADER_SIZE;
+        size_t body_len = h.length;
+        uint64_t ref;
+        if (!ref_of(&h, &body, &body_len, &ref))
+            break;
+        tr_msg *m = message_of(h.type, h.flags, body, body_len);
+        if (!m)
+            break; /* out of memory: the loop will try */
+        batch *b = &wr->b;
+        if (b->n == BATCH_MAX || (b->n && b->to.bits != h.to))
+            worker_flush(wr);
+        b->to = (tr_addr){h.to};
+        b->items[b->n++] = (node_item){(tr_addr){h.from}, m, ref};
+        at += WIRE_HEADER_SIZE + h.length;
+    }
+    worker_flush(wr);
+    return at;
+}
+
+/* Reads l's connection if no one else is and nothing of a frame waits in
+ * the loop's reader. */
+static bool poll_lane(lane *l, void *worker)
+{
+    if (pthread_mutex_trylock(&l->poll_lock) != 0)
+        return false;
+    bool delivered = false;
+    connection *c = l->reader;
+    if (c && !atomic_load_explicit(&c->cut, memory_order_relaxed) &&
+        pthread_mutex_trylock(&c->read_lock) == 0) {
+        if (c->reader.start == c->reader.end && !c->reader.failed) {
+            worker_read wr = {.c = c, .worker = worker};
+            if (c->ops->read(c->t, take_sends, &wr, false) > 0)
+                atomic_store_explicit(&c->heard, true, memory_order_relaxed);
+            delivered = wr.delivered;
+        }
+        pthread_mutex_unlock(&c->read_lock);
+    }
+    pthread_mutex_unlock(&l->poll_lock);
+    return delivered;
+}
+
+bool node_poll(node *n, void *worker)
+{
+    /* acquire: pairs with the release in lane_set. */
+    unsigned count = atomic_load_explicit(&n->npolled, memory_order_acquire);
+    bool delivered = false;
+    for (unsigned i = 0; i < count; i++)
+        delivered |= poll_lane(atomic_load_explicit(&n->polled[i], memory_order_relaxed), worker);
+    return delivered;
+}
 
 /* ---- heartbeats ------------------------------------------------------------------ */
 
@@ -735,6 +900,8 @@ static void on_beat(uv_timer_t *t)
         next = c->next; /* broken() only starts closing: c stays listed */
         if (c->why)
             continue;
+        if (atomic_exchange_explicit(&c->heard, false, memory_order_relaxed))
+            c->last_in = now; /* workers read from it */
         /* A peer still starting (a new process, maybe under a sanitizer on a
          * loaded machine) gets longer to say hello than one to keep talking. */
         uint64_t limit = c->peer ? NODE_SILENT_BEATS * beat
@@ -801,6 +968,7 @@ static void connect_on_loop(io_task *task, uv_loop_t *loop)
         return;
     }
     start_beating(n, loop);
+    pthread_mutex_init(&c->read_lock, NULL);
     c->node = n;
     c->ops = ct->ops;
     c->expected = ct->expected;
@@ -810,6 +978,7 @@ static void connect_on_loop(io_task *task, uv_loop_t *loop)
     free(ct);
     if (rc != 0) {
         wire_reader_fini(&c->reader);
+        pthread_mutex_destroy(&c->read_lock);
         handshake_over(n, 0);
         n->cb->connection_closed(n->arg, c->expected, TR_EINVAL,
                                  "the transport could not open the endpoint");

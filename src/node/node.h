@@ -1,7 +1,9 @@
 /* A node: this process's identity among others, its connections to peer
  * nodes, and routing by an address's node number. Connections live on the
- * io loop thread; other threads hand frames over as io tasks, in order, so
- * per sender–receiver pair order holds across nodes. */
+ * io loop thread; other threads send straight to an open connection or
+ * hand frames over as io tasks, in order, so per sender–receiver pair order
+ * holds across nodes. Idle workers may read shared-memory connections
+ * (node_poll). */
 #ifndef TR_NODE_H
 #define TR_NODE_H
 
@@ -30,8 +32,11 @@ typedef struct node_callbacks {
     int (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
                    uint64_t ref);
     /* n user-lane messages for one local actor, in order (a run of SEND
-     * frames to it); takes them all. Returns as deliver. */
-    int (*deliver_batch)(void *arg, tr_addr to, node_item *items, unsigned n);
+     * frames to it). Returns 0 having taken them all, or TR_EPROTO having
+     * taken none (the peer may not send one of them). worker is what the
+     * caller of node_poll passed, or NULL on the loop thread. Called on the
+     * loop thread, or on the thread of node_poll. */
+    int (*deliver_batch)(void *arg, void *worker, tr_addr to, node_item *items, unsigned n);
     /* A message for a local actor by name; takes msg. */
     void (*deliver_named)(void *arg, const char *name, tr_addr from, tr_msg *msg);
     /* Peer asks us to spawn the behaviour registered as name, with init (may
@@ -97,6 +102,12 @@ int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, 
  * turn with them. Not nested. */
 void node_batch_begin(void);
 void node_batch_end(void);
+
+/* Reads the connections that idle threads may read (shared memory) when no
+ * other thread is: plain user messages go to their actors through
+ * deliver_batch with worker; anything else is left to the loop. Returns
+ * whether it delivered any. Any thread; meant for a worker between turns. */
+bool node_poll(node *n, void *worker);
 
 /* Frames dropped for want of a connection. Any thread. */
 uint64_t node_dropped(node *n);

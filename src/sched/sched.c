@@ -155,6 +155,8 @@ void sched_inject(sched *s, sched_node *n)
     wake_one(s);
 }
 
+void sched_set_poll(sched *s, sched_poll_fn poll) { s->poll = poll; }
+
 void sched_hold(sched *s) { atomic_fetch_add(&s->holds, 1); }
 
 void sched_release(sched *s)
@@ -229,6 +231,21 @@ static sched_node *steal_once(sched_worker *w, uint64_t now)
     return NULL;
 }
 
+/* The oldest runnable in w's own deque. */
+static sched_node *take_own(sched_worker *w)
+{
+    for (;;) {
+        void *x = deque_steal(&w->runnable);
+        if (x == DEQUE_ABORT)
+            continue;
+        if (x) /* relaxed: a statistic for thieves, written only here */
+            atomic_store_explicit(&w->taken,
+                                  atomic_load_explicit(&w->taken, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+        return x;
+    }
+}
+
 /* Searches other workers and the inject queue for a while, counted as
  * spinning so pushers need not wake anyone meanwhile. */
 static sched_node *search(sched_worker *w)
@@ -250,6 +267,12 @@ static sched_node *search(sched_worker *w)
     while (now - start < SEARCH_NS) {
         if ((n = steal_once(w, now)) || (n = inject_pop(&s->inject)))
             break;
+        if (s->poll && s->poll(w, s->arg)) {
+            n = w->next;
+            w->next = NULL;
+            if (n || (n = take_own(w)))
+                break;
+        }
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
             break;
         /* Past the first microseconds, give the core to any thread that
@@ -265,21 +288,6 @@ static sched_node *search(sched_worker *w)
     atomic_fetch_sub(&s->spinning, 1);
     quiescent_add(w, 1);
     return n;
-}
-
-/* The oldest runnable in w's own deque. */
-static sched_node *take_own(sched_worker *w)
-{
-    for (;;) {
-        void *x = deque_steal(&w->runnable);
-        if (x == DEQUE_ABORT)
-            continue;
-        if (x) /* relaxed: a statistic for thieves, written only here */
-            atomic_store_explicit(&w->taken,
-                                  atomic_load_explicit(&w->taken, memory_order_relaxed) + 1,
-                                  memory_order_relaxed);
-        return x;
-    }
 }
 
 static sched_node *next_runnable(sched_worker *w)

@@ -41,6 +41,11 @@ typedef struct sched_worker sched_worker;
 /* Runs one runnable on worker w, on w's thread. */
 typedef void (*sched_run_fn)(sched_node *runnable, sched_worker *w, void *arg);
 
+/* Looks for work outside the scheduler (another process's messages) from
+ * a searching worker, w's thread; work found is pushed with sched_push.
+ * Returns whether it pushed any. */
+typedef bool (*sched_poll_fn)(sched_worker *w, void *arg);
+
 #define SCHED_COUNTERS 4 /* per-worker counters named by the layer above */
 
 struct sched_worker {
@@ -77,6 +82,7 @@ struct sched {
     sched_worker *workers;
     unsigned nworkers;
     sched_run_fn run;
+    sched_poll_fn poll; /* or NULL */
     void *arg;
     pool *pool;
     /* Shared, written when work crosses threads or workers park. */
@@ -93,6 +99,10 @@ struct sched {
 /* Sets up n workers (not started). Returns 0 or -1 when out of memory. */
 int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p);
 void sched_fini(sched *s);
+
+/* Makes searching workers call poll (with the arg given to sched_init).
+ * Before sched_run. */
+void sched_set_poll(sched *s, sched_poll_fn poll);
 
 /* Starts the workers and blocks until quiescent or stopped. Returns 0, or -1
  * when a thread could not be started (those started are stopped again).

@@ -16,14 +16,19 @@
  * looks again; the reader clears it after freeing space and sends one byte.
  * All flags and positions are sequentially consistent, which makes each
  * store-then-load pair a Dekker handshake. Senders on any thread write
- * into our ring directly, under the producer lock; reading runs on the io
- * loop thread. Nothing is dropped: bytes that do not fit wait on our side,
- * in order, and the loop moves them in as the reader frees room. */
+ * into our ring directly, under the producer lock. Readers are the loop
+ * (woken, or spinning) and, between their turns, workers looking for work,
+ * one at a time under the owner's lock; a worker that leaves bytes it
+ * cannot handle (a control frame, a frame cut by the ring's end) kicks the
+ * loop, which reads everything. Nothing is dropped: bytes that do not fit
+ * wait on our side, in order, and the loop moves them in as the reader
+ * frees room. */
 #include "transport.h"
 
 #include "../io/loop.h"
 #include "../platform/platform.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -65,6 +70,7 @@ struct transport {
     io_closable closable; /* first: the loop closes still-open handles with it */
     uv_poll_t poll;       /* the socket */
     uv_idle_t spin;       /* active while the reader spins */
+    uv_async_t kick;      /* a reader off the loop left bytes for it */
     unsigned handles;     /* still open */
     uint64_t idle_since;  /* when the spinning reader last found nothing, or 0 */
     int fd;
@@ -124,6 +130,7 @@ static void shm_close(transport *t)
     pthread_mutex_unlock(&t->lock);
     uv_close((uv_handle_t *)&t->poll, on_handle_closed);
     uv_close((uv_handle_t *)&t->spin, on_handle_closed);
+    uv_close((uv_handle_t *)&t->kick, on_handle_closed);
 }
 
 static void fail(transport *t, int error)
@@ -274,27 +281,55 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
 
 static void read_ring_cb(uv_idle_t *h);
 
-/* Hands the peer's new bytes to the owner. Returns whether there were any. */
-static bool drain(transport *t)
+/* Asks the loop to read: bytes a reader off the loop left. Any thread. */
+static void kick(transport *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (!t->shut) /* the async handle is not closing yet */
+        uv_async_send(&t->kick);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Offers what the span of n bytes at `at` in the ring holds to take;
+ * returns how many it took. */
+static size_t offer(ring *r, size_t at, size_t n,
+                    size_t (*take)(void *arg, const void *data, size_t len), void *arg)
+{
+    size_t took = take(arg, r->data + at, n);
+    assert(took <= n);
+    return took;
+}
+
+static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data, size_t len),
+                       void *arg, bool on_loop)
 {
     ring *r = t->in;
+    if (!r)
+        return 0;
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     if (head == tail)
-        return false;
-    if (head - tail > RING_BYTES) {
-        fail(t, UV_EPROTO); /* the peer broke the ring */
-        return false;
+        return 0;
+    if (head - tail > RING_BYTES) { /* the peer broke the ring */
+        if (on_loop)
+            fail(t, UV_EPROTO);
+        else
+            kick(t);
+        return 0;
     }
     size_t n = (size_t)(head - tail), at = (size_t)(tail & (RING_BYTES - 1));
     size_t first = RING_BYTES - at < n ? RING_BYTES - at : n;
-    t->cb->on_data(t->owner, r->data + at, first);
-    if (n > first && !t->closing)
-        t->cb->on_data(t->owner, r->data, n - first);
-    atomic_store(&r->tail, head); /* seq_cst: then the waiting flag is read */
-    if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
-        wake_peer(t);
-    return true;
+    size_t took = offer(r, at, first, take, arg);
+    if (took == first && n > first && !(on_loop && t->closing))
+        took += offer(r, 0, n - first, take, arg);
+    if (took) {
+        atomic_store(&r->tail, tail + took); /* seq_cst: then the waiting flag is read */
+        if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
+            wake_peer(t);
+    }
+    if (took < n && !on_loop)
+        kick(t);
+    return took;
 }
 
 /* Reads what came; when nothing did for SPIN_NS, arranges to sleep. The
@@ -305,7 +340,7 @@ static void read_ring(transport *t)
         return;
     if (!uv_is_active((uv_handle_t *)&t->spin))
         uv_idle_start(&t->spin, read_ring_cb); /* until we decide to sleep */
-    if (drain(t)) {
+    if (t->cb->on_readable(t->owner, false)) {
         t->idle_since = 0;
         flush(t); /* answers may be waiting for room */
         return;
@@ -366,12 +401,13 @@ static int take_ring(transport *t, struct msghdr *m)
 
 static void read_ring_cb(uv_idle_t *h) { read_ring(h->data); }
 
+static void kick_cb(uv_async_t *h) { read_ring(h->data); }
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     transport *t = h->data;
     if (status < 0) { /* libuv reports POLLERR as EBADF: the peer reset the socket */
-        if (t->in)
-            drain(t); /* what it wrote before it went */
+        t->cb->on_readable(t->owner, true); /* what it wrote before it went */
         fail(t, status == UV_EBADF ? UV_ECONNRESET : status);
         return;
     }
@@ -393,8 +429,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
                     return;
                 }
             } else if (n == 0) { /* the peer closed: read what it left, then end */
-                if (t->in)
-                    drain(t);
+                t->cb->on_readable(t->owner, true);
                 shm_close(t);
                 return;
             } else if (n < 0) {
@@ -487,8 +522,9 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
         return rc;
     }
     uv_idle_init(loop, &t->spin);
-    t->poll.data = t->spin.data = t;
-    t->handles = 2;
+    uv_async_init(loop, &t->kick, kick_cb);
+    t->poll.data = t->spin.data = t->kick.data = t;
+    t->handles = 3;
     rc = offer_ring(t);
     if (rc == 0)
         rc = uv_poll_start(&t->poll, UV_READABLE | UV_DISCONNECT, on_poll);
@@ -496,6 +532,7 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
         t->closing = true;
         uv_close((uv_handle_t *)&t->poll, free_unopened); /* no on_closed: never opened */
         uv_close((uv_handle_t *)&t->spin, free_unopened);
+        uv_close((uv_handle_t *)&t->kick, free_unopened);
         return rc;
     }
     t->cb = cb;
@@ -504,4 +541,4 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 }
 
 const transport_ops transport_shm = {
-    .scheme = "shm", .open = shm_open_fd, .send = shm_send, .close = shm_close};
+    .scheme = "shm", .open = shm_open_fd, .send = shm_send, .read = shm_read, .close = shm_close};

@@ -1,6 +1,13 @@
 /* Transports: byte streams between nodes, one ops table per kind, found by
  * scheme ("pipe", "shm"). The node layer knows only this header. Every
- * entry runs on the io loop thread, except send, which any thread may call. */
+ * entry runs on the io loop thread, except send, which any thread may call,
+ * and read, which any thread may call under the owner's lock.
+ *
+ * Two ways in: a transport with no read op hands what arrives to on_data on
+ * the loop. One with a read op (shared memory, whose bytes any thread can
+ * see) only tells the loop on_readable; the owner then calls read, and so
+ * may worker threads between turns, so that a message goes from the ring to
+ * its actor with no hop through the loop thread. */
 #ifndef TR_TRANSPORT_H
 #define TR_TRANSPORT_H
 
@@ -11,8 +18,13 @@
 typedef struct transport transport;
 
 typedef struct transport_callbacks {
-    /* Bytes arrived, in order; borrowed for the call. */
+    /* Bytes arrived, in order; borrowed for the call (transports with no
+     * read op). */
     void (*on_data)(void *owner, const void *data, size_t len);
+    /* Bytes may be waiting: the owner reads them with read (transports with
+     * a read op), after another thread reading finishes if wait, else not
+     * then. Returns whether it read any, or another thread was reading. */
+    bool (*on_readable)(void *owner, bool wait);
     /* The stream ended: error 0 for an orderly end (EOF), else a negative
      * libuv code. Called once, before the transport lets go of anything a
      * sender uses; when it returns, no thread may call send any more, and
@@ -35,6 +47,15 @@ typedef struct transport_ops {
      * may write at once. Returns 0, UV_EPIPE once closing, or UV_ENOMEM. */
     int (*send)(transport *t, const void *a, size_t alen, const void *b, size_t blen,
                 bool on_loop);
+    /* Offers the bytes waiting, in order, to take, which returns how many of
+     * those offered it consumed (from the start; fewer stops the offer).
+     * Returns how many were consumed in all. NULL for a transport that hands
+     * bytes to on_data instead. Any thread, one at a time (the owner's lock
+     * serialises readers) while the transport is open; off the loop
+     * (on_loop false), bytes left unconsumed are the loop's: the transport
+     * calls on_readable on the loop soon. */
+    size_t (*read)(transport *t, size_t (*take)(void *arg, const void *data, size_t len),
+                   void *arg, bool on_loop);
     /* Closes (idempotent); on_closed follows with 0 unless an error came first. */
     void (*close)(transport *t);
 } transport_ops;
