@@ -184,6 +184,8 @@ typedef struct tr_stats {
     uint64_t late_replies; /* replies that came after their ask had timed out */
     uint64_t overflowed;   /* messages dropped or refused by full bounded mailboxes */
     uint64_t node_dropped; /* frames to nodes with no connection (down, or never joined) */
+    uint64_t node_backlog_peak; /* most bytes seen waiting on our side for one node */
+    uint64_t node_waits;   /* times an actor was paused until a node's backlog drained */
     unsigned workers;
 } tr_stats;
 

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <troupe.h>
@@ -414,6 +415,110 @@ static void run_pair(const tr_behavior *first)
     tr_system_free(b);
 }
 
+/* ---- flow control: a flood to a slow actor on another node ---- */
+
+enum { MSG_FLOOD = 30, MSG_BURST, MSG_FLOOD_DONE, MSG_FLOOD_TOTAL };
+enum { FLOOD_COUNT = 5000, FLOOD_SIZE = 4096, FLOOD_BURST = 32 };
+
+static _Atomic int flood_ok;
+
+static void slow_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    long *next = state;
+    if (tr_msg_type(msg) == MSG_FLOOD) {
+        long seq;
+        memcpy(&seq, tr_msg_data(msg), sizeof seq);
+        if (seq == *next)
+            ++*next;
+        struct timespec t0, t;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        do /* 20 µs a message: far slower than the sender */
+            clock_gettime(CLOCK_MONOTONIC, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000);
+    } else if (tr_msg_type(msg) == MSG_FLOOD_DONE) {
+        tr_reply(ctx, tr_msg_new(MSG_FLOOD_TOTAL, next, sizeof *next));
+    }
+}
+
+static const tr_behavior slow = {.name = "slow", .state_size = sizeof(long), .receive = slow_receive};
+
+typedef struct {
+    tr_addr sink;
+    long sent;
+} flood_state;
+
+static int flood_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_spawn_remote(ctx, 2, "slow", NULL, 10000, NULL);
+}
+
+static void flood_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    flood_state *f = state;
+    switch (tr_msg_type(msg)) {
+    case TR_MSG_SPAWNED:
+        assert_int_equal(((const tr_spawned *)tr_msg_data(msg))->error, 0);
+        f->sink = ((const tr_spawned *)tr_msg_data(msg))->actor;
+        __attribute__((fallthrough)); /* start */
+    case MSG_BURST: { /* a burst a turn, as fast as we are let */
+        unsigned char body[FLOOD_SIZE] = {0};
+        for (int i = 0; i < FLOOD_BURST && f->sent < FLOOD_COUNT; i++, f->sent++) {
+            memcpy(body, &f->sent, sizeof f->sent);
+            assert_int_equal(tr_send(ctx, f->sink, tr_msg_new(MSG_FLOOD, body, sizeof body)), 0);
+        }
+        tr_send(ctx, f->sent < FLOOD_COUNT ? tr_self(ctx) : f->sink,
+                tr_msg_new(f->sent < FLOOD_COUNT ? MSG_BURST : MSG_FLOOD_DONE, NULL, 0));
+        return;
+    }
+    case MSG_FLOOD_TOTAL: {
+        long got;
+        memcpy(&got, tr_msg_data(msg), sizeof got);
+        flood_ok = got == FLOOD_COUNT; /* every one, in order */
+        tr_system_stop(tr_ctx_system(ctx));
+        return;
+    }
+    }
+}
+
+static const tr_behavior flood = {
+    .name = "flood", .state_size = sizeof(flood_state), .init = flood_init, .receive = flood_receive};
+
+/* A sender far faster than its receiver on another node is paused while
+ * the bytes for that node pile up on its side: they stay near the limit
+ * (1 MiB) instead of growing to everything sent (20 MB here). */
+static void flow_control(const char *transport)
+{
+    flood_ok = 0;
+    tr_system *a, *b;
+    node_pair(transport, &slow, &a, &b);
+    pthread_t tb;
+    pthread_create(&tb, NULL, run, b);
+    tr_system_spawn(a, &flood, NULL, NULL);
+    tr_system_run(a);
+    tr_stats st;
+    tr_system_stats(a, &st);
+    tr_system_free(a);
+    pthread_join(tb, NULL);
+    tr_system_free(b);
+    assert_int_equal(flood_ok, 1);
+    assert_true(st.node_waits > 0);
+    assert_true(st.node_backlog_peak > 0);
+    assert_true(st.node_backlog_peak < 2u << 20);
+}
+
+static void nodes__flood_to_a_slow_node_pipe__sender_paused_backlog_bounded(void **state)
+{
+    (void)state;
+    flow_control("pipe");
+}
+
+static void nodes__flood_to_a_slow_node_shm__sender_paused_backlog_bounded(void **state)
+{
+    (void)state;
+    flow_control("shm");
+}
+
 static void nodes__remote_spawn_ask_monitor__work_as_locally(void **state)
 {
     (void)state;
@@ -746,6 +851,8 @@ int main(void)
         cmocka_unit_test(join__malformed_environment__einval),
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
+        cmocka_unit_test(nodes__flood_to_a_slow_node_pipe__sender_paused_backlog_bounded),
+        cmocka_unit_test(nodes__flood_to_a_slow_node_shm__sender_paused_backlog_bounded),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
         cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),

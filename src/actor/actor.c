@@ -537,7 +537,8 @@ static bool run_system_lane(tr_ctx *ctx, actor *a)
 
 static bool lanes_empty(actor *a) { return mailbox_empty(&a->system) && mailbox_empty(&a->mailbox); }
 
-static void run_turn(tr_system *sys, actor *a, sched_worker *w)
+/* Runs a's turn; with gather, ends the node batch begun for it. */
+static void run_turn(tr_system *sys, actor *a, sched_worker *w, bool gather)
 {
     tr_ctx ctx = {.sys = sys, .self = a, .self_addr = actor_addr(sys, a), .worker = w};
     unsigned handled = 0;
@@ -561,8 +562,8 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w)
                 watch_before_message(&ctx, a);
             a->behavior->receive(&ctx, a->state, link->msg);
             msg_link_release(link);
-            if (ctx.exiting) {
-                handled++;
+            if (ctx.exiting || (gather && node_batch_congested())) {
+                handled++; /* ending, or sending more than a node takes */
                 break;
             }
         }
@@ -570,8 +571,12 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w)
     }
     if (ctx.exiting) {
         actor_end(&ctx, a, ctx.reason);
+        if (gather)
+            node_batch_end(); /* the ending's downs and exits too */
         return;
     }
+    if (gather)
+        ctx.mute_on_node = node_batch_end();
     if (!lanes_empty(a)) {
         if (handled >= sys->batch) /* a full batch and still more: overloaded */
             atomic_fetch_or(&a->pressure, PRESSURE_OVERLOADED);
@@ -608,13 +613,10 @@ void actor_run(sched_node *node, sched_worker *w, void *arg)
     tr_system *sys = arg;
     actor *a = container_of(node, actor, run_node);
     /* relaxed: set once, before any connection; a stale NULL only skips batching. */
-    if (!atomic_load_explicit(&sys->node, memory_order_relaxed)) {
-        run_turn(sys, a, w);
-        return;
-    }
-    node_batch_begin(); /* what the turn sends to other nodes goes out together */
-    run_turn(sys, a, w);
-    node_batch_end();
+    bool gather = atomic_load_explicit(&sys->node, memory_order_relaxed) != NULL;
+    if (gather)
+        node_batch_begin(); /* what the turn sends to other nodes goes out together */
+    run_turn(sys, a, w, gather);
 }
 
 /* ---- shutdown ---------------------------------------------------------- */

@@ -174,6 +174,7 @@ struct tr_ctx {
     uint64_t reply_to;    /* the message being handled answers our ask with this ref */
     unsigned sent;        /* sends in this turn: they use up the turn too */
     struct actor *mute_on; /* an overloaded actor sent to in this turn */
+    uint16_t mute_on_node; /* a node whose backlog this turn found over the limit */
     bool exiting;
     int reason;
 };
@@ -242,11 +243,14 @@ int actor_io(tr_system *sys, struct io_loop **out);
 void actor_io_free(tr_system *sys);
 int actor_timer_internal(tr_ctx *ctx, tr_msg *msg, uint64_t delay_ms, tr_timer *timer);
 
-/* Backpressure for unbounded mailboxes (mute.c). mute_after_turn parks the
- * runner on ctx->mute_on if it should wait (true: do not reschedule it);
- * mute_release wakes every actor muted on a (it drained, or ended). */
+/* Backpressure for unbounded mailboxes and for other nodes (mute.c).
+ * mute_after_turn parks the runner on ctx->mute_on_node's backlog or on
+ * ctx->mute_on if it should wait (true: do not reschedule it);
+ * mute_release wakes every actor muted on a (it drained, or ended);
+ * mute_resume wakes one actor muted on a node (its backlog drained). */
 bool mute_after_turn(tr_ctx *ctx, actor *a);
 void mute_release(tr_system *sys, sched_worker *w, actor *a);
+void mute_resume(tr_system *sys, actor *a);
 
 /* Other nodes (remote.c): a send to an address of another node, with an ask
  * reference or 0 (takes msg); frames dropped for want of a connection; and
@@ -256,7 +260,8 @@ int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, boo
 /* Connects over fd with transport ("pipe" or "shm") to node expected (0:
  * whichever answers). Returns as tr_system_connect_via. */
 int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expected);
-uint64_t actor_remote_dropped(tr_system *sys);
+/* Fills the node counters of *out. Any thread. */
+void actor_remote_stats(tr_system *sys, tr_stats *out);
 void actor_remote_free(tr_system *sys);
 /* The running actor watches (monitors or links) something on node: it is
  * told with SYS_NODE_DOWN when that node goes down. Returns 0, TR_ENODE (it

@@ -13,8 +13,15 @@
  * ends at an actor that is running or runnable, and it drains. Two actors
  * flooding each other are both overloaded, and overloaded actors are never
  * muted, so they go on (memory then grows as without muting). Sends from
- * outside threads, and system messages, are never slowed. */
+ * outside threads, and system messages, are never slowed.
+ *
+ * The same parking serves flow control between nodes: an actor whose turn
+ * sent to a node while more than NODE_BACKLOG_MAX bytes for it waited on
+ * our side (the other process reads slower than we send) is parked until
+ * they have gone. */
 #include "actor.h"
+
+#include "../node/node.h"
 
 static void resume(tr_system *sys, sched_worker *w, actor *x)
 {
@@ -39,8 +46,26 @@ void mute_release(tr_system *sys, sched_worker *w, actor *a)
     }
 }
 
+void mute_resume(tr_system *sys, actor *a) { resume(sys, NULL, a); }
+
+/* Parks a until the backlog for the node its turn sent too much to drains.
+ * No cycle can form: the backlog drains as the other process reads, which
+ * waits for no actor; if that process stops reading, its connection is
+ * cut off (heartbeats) and the waiters go on. */
+static bool mute_on_node(tr_ctx *ctx, actor *a)
+{
+    node *n = atomic_load_explicit(&ctx->sys->node, memory_order_acquire);
+    atomic_fetch_or(&a->pressure, PRESSURE_MUTED);
+    if (n && node_wait_drained(n, ctx->mute_on_node, a))
+        return true; /* a may be resumed and run elsewhere from here on */
+    atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_MUTED);
+    return false;
+}
+
 bool mute_after_turn(tr_ctx *ctx, actor *a)
 {
+    if (ctx->mute_on_node && mute_on_node(ctx, a))
+        return true;
     actor *t = ctx->mute_on;
     if (!t || t == a || (atomic_load(&a->pressure) & PRESSURE_OVERLOADED))
         return false;

@@ -365,7 +365,10 @@ static void connection_closed(void *arg, uint16_t peer, int error, const char *w
     sched_release(&sys->sched); /* the connection no longer keeps the system up */
 }
 
+static void drained(void *arg, void *waiter) { mute_resume(arg, waiter); }
+
 static const node_callbacks callbacks = {
+    .drained = drained,
     .deliver = deliver_in, .deliver_batch = deliver_batch_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
     .spawn_reply = spawn_reply_in, .connection_up = connection_up,
     .connection_closed = connection_closed};
@@ -465,12 +468,14 @@ uint16_t tr_addr_node(tr_addr addr) { return addr_node(addr); }
 
 tr_addr tr_node_addr(uint16_t node) { return addr_make(node, 0, 0); }
 
-uint64_t actor_remote_dropped(tr_system *sys)
+void actor_remote_stats(tr_system *sys, tr_stats *out)
 {
     pthread_mutex_lock(&sys->io_lock);
-    uint64_t n = sys->node ? node_dropped(sys->node) : 0;
+    node *n = sys->node;
+    out->node_dropped = n ? node_dropped(n) : 0;
+    out->node_backlog_peak = n ? node_backlog_peak(n) : 0;
+    out->node_waits = n ? node_waits(n) : 0;
     pthread_mutex_unlock(&sys->io_lock);
-    return n;
 }
 
 void actor_remote_free(tr_system *sys)

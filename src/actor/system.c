@@ -118,7 +118,7 @@ void tr_system_stats(tr_system *sys, tr_stats *out)
         .dead_letters = atomic_load(&sys->dead_letters),
         .late_replies = atomic_load(&sys->late_replies),
         .overflowed = atomic_load(&sys->overflowed),
-        .node_dropped = actor_remote_dropped(sys),
         .workers = s->nworkers,
     };
+    actor_remote_stats(sys, out);
 }

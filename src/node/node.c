@@ -48,6 +48,8 @@ typedef struct lane {
     pthread_mutex_t lock;
     connection *c;   /* the connection while it is up, else NULL */
     unsigned queued; /* frames for this peer handed to the loop, not yet written or dropped */
+    void **waiters;     /* senders waiting for the backlog to drain (see node_wait_drained) */
+    unsigned nwaiters, waiters_cap;
     pthread_mutex_t poll_lock;
     connection *reader; /* under poll_lock: c, when workers may read it */
     bool polled;        /* listed in the node's polled lanes (loop thread) */
@@ -79,6 +81,7 @@ struct node {
     _Atomic(lane *) *lanes; /* by peer node number */
     _Atomic(lane *) polled[POLLED_MAX]; /* appended by the loop, never removed */
     _Atomic unsigned npolled;
+    _Atomic uint64_t backlog_peak, waits;
 };
 
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
@@ -145,6 +148,57 @@ static lane *lane_of(node *n, uint16_t peer)
     free(fresh);
     return l;
 }
+
+bool node_wait_drained(node *n, uint16_t peer, void *waiter)
+{
+    lane *l = atomic_load_explicit(&n->lanes[peer], memory_order_acquire);
+    if (!l)
+        return false;
+    bool waits = false;
+    pthread_mutex_lock(&l->lock);
+    /* Under the lock: the transport says it drained only after its backlog
+     * fell to zero, and the release below takes this lock, so a backlog
+     * seen here is followed by a release that finds the waiter. */
+    if (l->c && l->c->ops->backlog(l->c->t) > 0) {
+        if (l->nwaiters == l->waiters_cap) {
+            unsigned cap = l->waiters_cap ? 2 * l->waiters_cap : 8;
+            void **grown = realloc(l->waiters, cap * sizeof *grown);
+            if (grown) {
+                l->waiters = grown;
+                l->waiters_cap = cap;
+            }
+        }
+        if (l->nwaiters < l->waiters_cap) { /* else out of memory: it goes on */
+            l->waiters[l->nwaiters++] = waiter;
+            waits = true;
+        }
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (waits) /* relaxed: a statistic */
+        atomic_fetch_add_explicit(&n->waits, 1, memory_order_relaxed);
+    return waits;
+}
+
+/* Loop thread: hands peer's waiters back to the layer above. */
+static void release_waiters(node *n, uint16_t peer)
+{
+    lane *l = atomic_load_explicit(&n->lanes[peer], memory_order_acquire);
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->lock);
+    void **waiters = l->waiters;
+    unsigned count = l->nwaiters;
+    l->waiters = NULL;
+    l->nwaiters = l->waiters_cap = 0;
+    pthread_mutex_unlock(&l->lock);
+    for (unsigned i = 0; i < count; i++)
+        n->cb->drained(n->arg, waiters[i]);
+    free(waiters);
+}
+
+uint64_t node_backlog_peak(node *n) { return atomic_load(&n->backlog_peak); }
+
+uint64_t node_waits(node *n) { return atomic_load(&n->waits); }
 
 /* Loop thread: a frame handed over as a task is written or dropped. */
 static void lane_done(node *n, uint16_t peer)
@@ -259,6 +313,7 @@ void node_free(node *n)
         if (l) {
             pthread_mutex_destroy(&l->lock);
             pthread_mutex_destroy(&l->poll_lock);
+            free(l->waiters);
             free(l);
         }
     }
@@ -286,6 +341,7 @@ static unsigned char *frame_bytes(const wire_header *h, const void *body, size_t
 
 typedef struct out_batch {
     bool on;
+    uint16_t congested; /* a peer this thread sent to whose backlog is over the limit */
     node *node;
     uint16_t peer;
     size_t len;
@@ -308,12 +364,21 @@ static void batch_out(void)
     send_bytes(g->node, g->peer, g->bytes, len, NULL, 0);
 }
 
-void node_batch_begin(void) { gathered.on = true; }
+bool node_batch_congested(void) { return gathered.congested != 0; }
 
-void node_batch_end(void)
+void node_batch_begin(void)
+{
+    gathered.on = true;
+    gathered.congested = 0; /* only what this batch sends counts */
+}
+
+uint16_t node_batch_end(void)
 {
     batch_out();
     gathered.on = false;
+    uint16_t congested = gathered.congested;
+    gathered.congested = 0;
+    return congested;
 }
 
 /* Sends the frame (body: prefix then the rest) to to_node, gathered when
@@ -359,7 +424,17 @@ static int send_bytes(node *n, uint16_t to_node, const void *head, size_t head_l
     pthread_mutex_lock(&l->lock);
     if (l->c && l->queued == 0) {
         int rc = l->c->ops->send(l->c->t, head, head_len, body, body_len, false);
+        size_t backlog = l->c->ops->backlog(l->c->t);
         pthread_mutex_unlock(&l->lock);
+        if (backlog) {
+            uint64_t peak = atomic_load_explicit(&n->backlog_peak, memory_order_relaxed);
+            while (backlog > peak && !atomic_compare_exchange_weak_explicit(
+                                         &n->backlog_peak, &peak, backlog, memory_order_relaxed,
+                                         memory_order_relaxed))
+                ;
+            if (backlog > NODE_BACKLOG_MAX)
+                gathered.congested = to_node;
+        }
         return rc == 0 ? 0 : rc == UV_ENOMEM ? TR_ENOMEM : TR_EDEAD;
     }
     l->queued++; /* until the loop has written or dropped it */
@@ -759,8 +834,10 @@ static void on_closed(void *owner, int error)
         }
     if (c->peer == 0) /* it never finished its handshake */
         handshake_over(n, 0);
-    else
+    else {
         lane_set(n, c->peer, NULL); /* no sender nor reader finds it after this */
+        release_waiters(n, c->peer); /* nothing will drain: let them go on */
+    }
     pthread_mutex_lock(&c->read_lock); /* a worker still reading has finished */
     pthread_mutex_unlock(&c->read_lock);
     pthread_mutex_destroy(&c->read_lock);
@@ -789,8 +866,16 @@ static bool on_readable(void *owner, bool wait)
     return took > 0;
 }
 
+static void on_drained(void *owner)
+{
+    connection *c = owner;
+    if (c->peer)
+        release_waiters(c->node, c->peer);
+}
+
 static const transport_callbacks connection_callbacks = {
-    .on_data = on_data, .on_readable = on_readable, .on_closed = on_closed};
+    .on_data = on_data, .on_readable = on_readable, .on_drained = on_drained,
+    .on_closed = on_closed};
 
 /* ---- workers reading ------------------------------------------------------------ */
 

@@ -46,6 +46,8 @@ typedef struct node_callbacks {
     /* The answer to our spawn request ref made by asker: the new actor, or
      * error (a TR_E code). */
     void (*spawn_reply)(void *arg, tr_addr asker, tr_addr spawned, uint64_t ref, int error);
+    /* A waiter of node_wait_drained may go on. */
+    void (*drained)(void *arg, void *waiter);
     /* A connection finished its handshake with peer. */
     void (*connection_up)(void *arg, uint16_t peer);
     /* A connection ended: peer is 0 if the handshake never finished (and no
@@ -99,9 +101,27 @@ int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, 
  * node_batch_end are gathered per peer and written together at the end (or
  * when a frame for another peer comes, or the buffer fills): one lock and
  * one wake-up for many frames. Order is kept. A worker brackets an actor's
- * turn with them. Not nested. */
+ * turn with them. Not nested. node_batch_end returns a peer the thread sent
+ * to (since the last node_batch_end) whose backlog was over
+ * NODE_BACKLOG_MAX, or 0. */
 void node_batch_begin(void);
-void node_batch_end(void);
+uint16_t node_batch_end(void);
+/* Whether this thread's batch has sent to a congested peer so far. */
+bool node_batch_congested(void);
+
+/* Flow control. Bytes for a peer that its transport cannot take yet wait
+ * on our side (its backlog). A sender that saw more than NODE_BACKLOG_MAX
+ * there waits: node_wait_drained records waiter and returns true if the
+ * backlog is still not empty; drained(arg, waiter) is then called on the
+ * loop thread once it is (or the connection ended). False: no need to
+ * wait (or no memory to record it). Any thread. */
+#define NODE_BACKLOG_MAX (1u << 20)
+bool node_wait_drained(node *n, uint16_t peer, void *waiter);
+
+/* The most bytes seen waiting for one peer, and how many times a sender
+ * waited. Any thread. */
+uint64_t node_backlog_peak(node *n);
+uint64_t node_waits(node *n);
 
 /* Reads the connections that idle threads may read (shared memory) when no
  * other thread is: plain user messages go to their actors through

@@ -8,6 +8,7 @@
 #include "../io/loop.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,9 @@ struct transport {
     bool closing;
     unsigned char *out; /* gathered, not yet handed to libuv */
     size_t out_len, out_cap;
+    /* Bytes sent and not yet taken by the kernel (gathered, or in a write
+     * libuv has not finished): added by senders, taken off by the loop. */
+    _Atomic size_t backlog;
     /* Loop thread only: where reads land (libuv reads into one buffer at a
      * time and hands it back before the next). */
     char in[64 * 1024];
@@ -32,7 +36,15 @@ struct transport {
 typedef struct write_req {
     uv_write_t req;
     unsigned char *buf;
+    size_t len;
 } write_req;
+
+/* Loop thread: len bytes are no longer ours to hold. */
+static void written(transport *t, size_t len)
+{
+    if (len && atomic_fetch_sub(&t->backlog, len) == len)
+        t->cb->on_drained(t->owner);
+}
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -87,10 +99,12 @@ static void on_written(uv_write_t *req, int status)
 {
     write_req *w = (write_req *)req;
     transport *t = req->handle->data;
+    size_t len = w->len;
     free(w->buf);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         fail(t, status);
+    written(t, len);
 }
 
 /* Loop thread: hands everything gathered to libuv as one write. */
@@ -108,15 +122,18 @@ static void write_out(transport *t)
         free(buf);
         if (len && !closing)
             fail(t, UV_ENOMEM);
+        written(t, len);
         return;
     }
     w->buf = buf;
+    w->len = len;
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     int rc = uv_write(&w->req, (uv_stream_t *)&t->pipe, &b, 1, on_written);
     if (rc != 0) {
         free(buf);
         free(w);
         fail(t, rc);
+        written(t, len);
     }
 }
 
@@ -196,6 +213,7 @@ static int pipe_send(transport *t, const void *a, size_t alen, const void *b, si
         if (blen)
             memcpy(t->out + t->out_len + alen, b, blen);
         t->out_len = need;
+        atomic_fetch_add(&t->backlog, alen + blen);
     }
     if (rc == 0 && first && !on_loop)
         uv_async_send(&t->flush); /* under the lock: the handle is not closing */
@@ -205,8 +223,10 @@ static int pipe_send(transport *t, const void *a, size_t alen, const void *b, si
     return rc;
 }
 
-const transport_ops transport_pipe = {
-    .scheme = "pipe", .open = pipe_open, .send = pipe_send, .close = pipe_close};
+static size_t pipe_backlog(transport *t) { return atomic_load(&t->backlog); }
+
+const transport_ops transport_pipe = {.scheme = "pipe", .open = pipe_open, .send = pipe_send,
+                                      .backlog = pipe_backlog, .close = pipe_close};
 
 const transport_ops *transport_find(const char *scheme)
 {

@@ -45,6 +45,7 @@
 
 #define RING_BYTES (1u << 20)
 #define RING_MAGIC 0x74726f7570657231ull /* "troupér1" */
+
 #define SPIN_NS 200000                     /* how long an idle reader spins before it sleeps */
 
 typedef struct ring {
@@ -73,6 +74,7 @@ struct transport {
     uv_async_t kick;      /* a reader off the loop left bytes for it */
     unsigned handles;     /* still open */
     uint64_t idle_since;  /* when the spinning reader last found nothing, or 0 */
+    uint64_t seen_head, seen_tail; /* the ring's positions at the loop's last look */
     int fd;
     const transport_callbacks *cb;
     void *owner;
@@ -84,7 +86,18 @@ struct transport {
     uint64_t head, tail_seen; /* our head, and the reader's tail as last seen */
     pending *first, *last;
     bool shut;
+    size_t pending_bytes;
+    /* pending_bytes as of the end of the last locked section: read by
+     * anyone. Only the loop's flush takes it from non-zero to zero (a send
+     * finds nothing pending, or leaves something), and then says so. */
+    _Atomic size_t backlog;
 };
+
+/* With the lock held, at the end of a section that changed what is pending. */
+static void publish_backlog(transport *t)
+{
+    atomic_store_explicit(&t->backlog, t->pending_bytes, memory_order_relaxed);
+}
 
 static uint64_t now_ns(void)
 {
@@ -191,6 +204,7 @@ static bool pend(transport *t, const unsigned char *buf, size_t len)
     }
     memcpy(copy, buf, len);
     *p = (pending){.buf = copy, .len = len};
+    t->pending_bytes += len;
     if (t->last)
         t->last->next = p;
     else
@@ -209,6 +223,7 @@ static bool flush_locked(transport *t)
         size_t n = ring_put(t, p->buf + p->done, p->len - p->done);
         wrote |= n > 0;
         p->done += n;
+        t->pending_bytes -= n;
         if (p->done < p->len) { /* full: ask the reader to say when it read */
             atomic_store(&t->out->writer_waiting, 1);
             t->tail_seen = atomic_load(&t->out->tail);
@@ -239,12 +254,24 @@ static void after_write(transport *t, bool wrote)
         wake_peer(t);
 }
 
+/* Loop thread: moves what waits into the ring, and tells the owner when
+ * nothing waits any more. */
 static void flush(transport *t)
 {
     pthread_mutex_lock(&t->lock);
+    bool had = t->first != NULL;
     bool wrote = !t->shut && flush_locked(t);
+    bool drained = had && !t->first;
+    publish_backlog(t);
     pthread_mutex_unlock(&t->lock);
     after_write(t, wrote);
+    if (drained)
+        t->cb->on_drained(t->owner);
+}
+
+static size_t shm_backlog(transport *t)
+{
+    return atomic_load_explicit(&t->backlog, memory_order_relaxed);
 }
 
 static int shm_send(transport *t, const void *a, size_t alen, const void *b, size_t blen,
@@ -272,6 +299,7 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
     } else if (!pend(t, a, alen) || (blen && !pend(t, b, blen))) {
         rc = UV_ENOMEM;
     }
+    publish_backlog(t);
     pthread_mutex_unlock(&t->lock);
     after_write(t, wrote);
     return rc;
@@ -332,14 +360,33 @@ static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data,
     return took;
 }
 
+/* Whether bytes waited in the ring since the last look and no one took
+ * any meanwhile; notes what it saw for the next look. */
+static bool left_waiting(transport *t)
+{
+    uint64_t head = atomic_load(&t->in->head), tail = atomic_load(&t->in->tail);
+    bool waited = t->seen_head != t->seen_tail && tail == t->seen_tail;
+    t->seen_head = head;
+    t->seen_tail = tail;
+    return head != tail && waited;
+}
+
 /* Reads what came; when nothing did for SPIN_NS, arranges to sleep. The
- * idle handle calls it again on each turn of the loop while it spins. */
-static void read_ring(transport *t)
+ * idle handle calls it again on each turn of the loop while it spins, and
+ * then leaves new bytes to workers for one turn (they run their actors at
+ * once, where the loop would hand them over): it reads only bytes that
+ * waited a whole turn untaken. Woken or kicked (eager), it reads at once. */
+static void read_ring(transport *t, bool eager)
 {
     if (t->closing || !t->in)
         return;
     if (!uv_is_active((uv_handle_t *)&t->spin))
         uv_idle_start(&t->spin, read_ring_cb); /* until we decide to sleep */
+    if (!left_waiting(t) && !eager && t->seen_head != t->seen_tail) {
+        t->idle_since = 0; /* bytes are coming or being taken: a worker's turn */
+        sched_yield();
+        return;
+    }
     if (t->cb->on_readable(t->owner, false)) {
         t->idle_since = 0;
         flush(t); /* answers may be waiting for room */
@@ -361,7 +408,6 @@ static void read_ring(transport *t)
     uv_idle_stop(&t->spin); /* asleep: the writer will wake us */
 }
 
-/* Takes the peer's memfd from a message, maps it as the ring to read. */
 /* Whether fd is a ring we can map safely: exactly our size, and sealed so
  * that the peer can never shrink it under us (touching a page past the end
  * of a mapped file raises SIGBUS). */
@@ -373,6 +419,7 @@ static bool ring_fd_ok(int fd)
            seals >= 0 && (seals & F_SEAL_SHRINK) && (seals & F_SEAL_SEAL);
 }
 
+/* Takes the peer's memfd from a message, maps it as the ring to read. */
 static int take_ring(transport *t, struct msghdr *m)
 {
     struct cmsghdr *c = CMSG_FIRSTHDR(m);
@@ -399,9 +446,9 @@ static int take_ring(transport *t, struct msghdr *m)
     return 0;
 }
 
-static void read_ring_cb(uv_idle_t *h) { read_ring(h->data); }
+static void read_ring_cb(uv_idle_t *h) { read_ring(h->data, false); }
 
-static void kick_cb(uv_async_t *h) { read_ring(h->data); }
+static void kick_cb(uv_async_t *h) { read_ring(h->data, true); }
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
@@ -442,7 +489,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
             }
         }
     }
-    read_ring(t);
+    read_ring(t, true);
     flush(t);
 }
 
@@ -541,4 +588,5 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 }
 
 const transport_ops transport_shm = {
-    .scheme = "shm", .open = shm_open_fd, .send = shm_send, .read = shm_read, .close = shm_close};
+    .scheme = "shm", .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
+    .read = shm_read, .close = shm_close};

@@ -25,6 +25,9 @@ typedef struct transport_callbacks {
      * a read op), after another thread reading finishes if wait, else not
      * then. Returns whether it read any, or another thread was reading. */
     bool (*on_readable)(void *owner, bool wait);
+    /* The bytes that waited on our side have all gone (backlog fell to 0).
+     * Loop thread. */
+    void (*on_drained)(void *owner);
     /* The stream ended: error 0 for an orderly end (EOF), else a negative
      * libuv code. Called once, before the transport lets go of anything a
      * sender uses; when it returns, no thread may call send any more, and
@@ -47,6 +50,9 @@ typedef struct transport_ops {
      * may write at once. Returns 0, UV_EPIPE once closing, or UV_ENOMEM. */
     int (*send)(transport *t, const void *a, size_t alen, const void *b, size_t blen,
                 bool on_loop);
+    /* Bytes sent but still on our side: not yet in the shared ring, or not
+     * yet taken by the kernel. Any thread, while the transport is open. */
+    size_t (*backlog)(transport *t);
     /* Offers the bytes waiting, in order, to take, which returns how many of
      * those offered it consumed (from the start; fewer stops the offer).
      * Returns how many were consumed in all. NULL for a transport that hands
