@@ -1,8 +1,12 @@
 /* The pipe transport: a Unix socket or pipe fd as a libuv stream.
  *
- * Senders on any thread append frames to one output buffer under a lock;
- * the loop thread writes out everything gathered so far in one write
- * (batching, woken by an async handle that merges wake-ups). */
+ * A sender on any thread writes its frames to the socket itself when
+ * nothing is waiting ahead of them (no gathered bytes, no write of libuv's
+ * under way): one non-blocking send, no hop through the loop. Otherwise,
+ * or for what the socket did not take, it appends to one output buffer
+ * under the lock, and the loop thread writes out everything gathered so
+ * far in one write (batching, woken by an async handle that merges
+ * wake-ups). Reading is the loop's. */
 #include "transport.h"
 
 #include "../io/loop.h"
@@ -11,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct transport {
@@ -23,6 +28,8 @@ struct transport {
     int error;
     pthread_mutex_t lock; /* guards what follows */
     bool closing;
+    int fd;             /* the socket, for senders' direct writes; -1 if not a socket */
+    unsigned writing;   /* libuv writes under way */
     unsigned char *out; /* gathered, not yet handed to libuv */
     size_t out_len, out_cap;
     /* Bytes sent and not yet taken by the kernel (gathered, or in a write
@@ -102,6 +109,9 @@ static void on_written(uv_write_t *req, int status)
     size_t len = w->len;
     free(w->buf);
     free(w);
+    pthread_mutex_lock(&t->lock);
+    t->writing--;
+    pthread_mutex_unlock(&t->lock);
     if (status < 0 && status != UV_ECANCELED)
         fail(t, status);
     written(t, len);
@@ -116,12 +126,18 @@ static void write_out(transport *t)
     bool closing = t->closing;
     t->out = NULL;
     t->out_len = t->out_cap = 0;
+    if (len && !closing)
+        t->writing++; /* from now: direct sends would overtake it */
     pthread_mutex_unlock(&t->lock);
     write_req *w = len && !closing ? malloc(sizeof *w) : NULL;
     if (!w) {
         free(buf);
-        if (len && !closing)
+        if (len && !closing) {
+            pthread_mutex_lock(&t->lock);
+            t->writing--;
+            pthread_mutex_unlock(&t->lock);
             fail(t, UV_ENOMEM);
+        }
         written(t, len);
         return;
     }
@@ -132,6 +148,9 @@ static void write_out(transport *t)
     if (rc != 0) {
         free(buf);
         free(w);
+        pthread_mutex_lock(&t->lock);
+        t->writing--;
+        pthread_mutex_unlock(&t->lock);
         fail(t, rc);
         written(t, len);
     }
@@ -175,6 +194,9 @@ static int pipe_open(uv_loop_t *loop, int fd, const transport_callbacks *cb, voi
         return rc;
     }
     t->handles = 2;
+    int type;
+    socklen_t type_len = sizeof type;
+    t->fd = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 ? fd : -1;
     if ((rc = uv_pipe_open(&t->pipe, fd)) != 0)
         close(fd); /* not attached: ours to close */
     else
@@ -189,11 +211,41 @@ static int pipe_open(uv_loop_t *loop, int fd, const transport_callbacks *cb, voi
     return 0;
 }
 
+/* With the lock held and nothing waiting: sends what the socket takes now
+ * of the frame; moves a, alen, b, blen past it. */
+static void send_direct(transport *t, const void **a, size_t *alen, const void **b, size_t *blen)
+{
+    struct iovec iov[2] = {{(void *)*a, *alen}, {(void *)*b, *blen}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = *blen ? 2 : 1};
+    ssize_t n = sendmsg(t->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0)
+        return; /* full, or an error the loop will meet too: all goes the loop's way */
+    size_t took = (size_t)n, first = took < *alen ? took : *alen;
+    *a = (const unsigned char *)*a + first;
+    *alen -= first;
+    if (took > first) { /* b may be NULL (blen 0): no arithmetic on it then */
+        *b = (const unsigned char *)*b + (took - first);
+        *blen -= took - first;
+    }
+}
+
 static int pipe_send(transport *t, const void *a, size_t alen, const void *b, size_t blen,
                      bool on_loop)
 {
     pthread_mutex_lock(&t->lock);
     int rc = t->closing ? UV_EPIPE : 0;
+    if (rc == 0 && t->fd >= 0 && t->out_len == 0 && t->writing == 0) {
+        send_direct(t, &a, &alen, &b, &blen);
+        if (alen + blen == 0) {
+            pthread_mutex_unlock(&t->lock);
+            return 0;
+        }
+        if (alen == 0) { /* what is left is in b: keep the code below to one part */
+            a = b;
+            alen = blen;
+            blen = 0;
+        }
+    }
     size_t need = t->out_len + alen + blen;
     if (rc == 0 && need > t->out_cap) {
         size_t cap = t->out_cap ? t->out_cap : 4096;
