@@ -113,6 +113,45 @@ static void reader__frames_split_anywhere__come_out_whole_and_in_order(void **st
     }
 }
 
+/* The same stream through wire_reader_next_in: frames come out whole and in
+ * order however it is cut, and a frame wholly inside a chunk while the
+ * reader holds nothing is read in place, not copied. */
+static void reader_next_in__frames_split_anywhere__whole_in_order_in_place(void **state)
+{
+    (void)state;
+    unsigned char stream[64 * 48];
+    size_t n = encode_stream(stream, 64);
+    size_t chunks[] = {1, 2, 17, 33, 47, 97, n}; /* byte by byte, ..., all at once */
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        size_t chunk = chunks[c];
+        wire_reader r;
+        wire_reader_init(&r, 0);
+        int next = 0, in_place = 0;
+        for (size_t off = 0; off < n; off += chunk) {
+            const unsigned char *at = stream + off;
+            size_t len = off + chunk > n ? n - off : chunk;
+            wire_header h;
+            const unsigned char *body;
+            int rc;
+            while ((rc = wire_reader_next_in(&r, &at, &len, &h, &body, NULL)) == 1) {
+                assert_int_equal(h.type, next);
+                assert_int_equal(h.length, next % 9 + 1);
+                for (uint32_t k = 0; k < h.length; k++)
+                    assert_int_equal(body[k], '0' + next % 9);
+                in_place += body >= stream && body < stream + n;
+                next++;
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(len, 0); /* everything taken */
+        }
+        assert_int_equal(next, 64);
+        if (chunk == n)
+            assert_int_equal(in_place, 64);
+        assert_int_equal(wire_reader_finish(&r, NULL), 0);
+        wire_reader_fini(&r);
+    }
+}
+
 static void reader__stream_ends_inside_a_frame__truncated(void **state)
 {
     (void)state;
@@ -170,6 +209,14 @@ static void reader__random_bytes__error_never_crash(void **state)
         while ((rc = wire_reader_next(&r, &h, &body, NULL)) == 1)
             assert_true(h.length <= 4096);
         errors += rc < 0 || wire_reader_finish(&r, NULL) < 0;
+        wire_reader_fini(&r);
+        wire_reader_init(&r, 4096); /* and in place, in two pieces */
+        const unsigned char *at = junk;
+        size_t left = n / 2, rest = n - n / 2;
+        while ((rc = wire_reader_next_in(&r, &at, &left, &h, &body, NULL)) == 1 ||
+               (rc == 0 && rest && (left = rest, rest = 0, true)))
+            if (rc == 1)
+                assert_true(h.length <= 4096);
         wire_reader_fini(&r);
         wire_hello hello;
         wire_hello_decode(junk, n, &hello, NULL); /* must not crash either */
@@ -274,6 +321,7 @@ int main(void)
         cmocka_unit_test(header__round_trips_every_field_little_endian),
         cmocka_unit_test(header__malformed__eproto_with_a_reason),
         cmocka_unit_test(reader__frames_split_anywhere__come_out_whole_and_in_order),
+        cmocka_unit_test(reader_next_in__frames_split_anywhere__whole_in_order_in_place),
         cmocka_unit_test(reader__stream_ends_inside_a_frame__truncated),
         cmocka_unit_test(reader__oversized_length__rejected_before_the_body_arrives),
         cmocka_unit_test(reader__random_bytes__error_never_crash),

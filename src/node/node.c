@@ -50,6 +50,7 @@ typedef struct lane {
     unsigned queued; /* frames for this peer handed to the loop, not yet written or dropped */
     void **waiters;     /* senders waiting for the backlog to drain (see node_wait_drained) */
     unsigned nwaiters, waiters_cap;
+    _Atomic size_t gather_max; /* the transport's, once its connection was up */
     pthread_mutex_t poll_lock;
     connection *reader; /* under poll_lock: c, when workers may read it */
     bool polled;        /* listed in the node's polled lanes (loop thread) */
@@ -219,6 +220,8 @@ static void lane_set(node *n, uint16_t peer, connection *c)
     pthread_mutex_lock(&l->lock);
     l->c = c;
     pthread_mutex_unlock(&l->lock);
+    if (c)
+        atomic_store_explicit(&l->gather_max, c->ops->gather_max, memory_order_relaxed);
     connection *reader = c && c->ops->read ? c : NULL;
     if (reader && !l->polled) {
         unsigned i = atomic_load_explicit(&n->npolled, memory_order_relaxed);
@@ -335,7 +338,8 @@ static unsigned char *frame_bytes(const wire_header *h, const void *body, size_t
     return bytes;
 }
 
-/* Frames gathered by this thread for one peer (see node_batch_begin);
+/* Frames gathered by this thread for one peer (see node_batch_begin), up
+ * to the transport's gather_max (this until the peer's connection is up);
  * larger ones go straight out, behind what was gathered. */
 #define BATCH_COPY_MAX 512
 
@@ -388,9 +392,15 @@ static int queue_frame(node *n, uint16_t to_node, const wire_header *h, const vo
 {
     out_batch *g = &gathered;
     size_t need = WIRE_HEADER_SIZE + h->length;
-    if (g->on && need > BATCH_COPY_MAX) /* large: one copy fewer than gathering it */
+    bool alone = need > sizeof g->bytes;
+    if (g->on && !alone && need > BATCH_COPY_MAX) {
+        lane *l = lane_of(n, to_node);
+        /* relaxed: a hint, set when the connection comes up */
+        alone = !l || need > atomic_load_explicit(&l->gather_max, memory_order_relaxed);
+    }
+    if (g->on && alone) /* large: one copy fewer than gathering it */
         batch_out();
-    if (!g->on || need > BATCH_COPY_MAX) {
+    if (!g->on || alone) {
         unsigned char head[WIRE_HEADER_SIZE + 8];
         wire_encode_header(h, head);
         if (prefix_len)
@@ -796,24 +806,20 @@ static void on_data(void *owner, const void *data, size_t len)
     if (c->why)
         return; /* closing: ignore the rest */
     c->last_in = uv_now(c->node->loop);
-    if (wire_reader_feed(&c->reader, data, len) != 0) {
-        broken(c, "out of memory");
-        return;
-    }
     wire_header h;
-    const unsigned char *body;
+    const unsigned char *body, *at = data;
     const char *why = NULL;
     int rc;
     batch b;
     b.n = 0;
-    while (!c->why && (rc = wire_reader_next(&c->reader, &h, &body, &why)) == 1)
+    while (!c->why && (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
         frame_in(c, &b, &h, body);
     if (!c->why)
         batch_flush(c, &b);
     for (unsigned i = 0; i < b.n; i++) /* cut off meanwhile: what was gathered goes */
         tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
-        broken(c, why);
+        broken(c, rc == TR_ENOMEM ? "out of memory" : why);
 }
 
 static void on_closed(void *owner, int error)
@@ -907,14 +913,13 @@ static size_t take_sends(void *arg, const void *data, size_t len)
     worker_read *wr = arg;
     const unsigned char *p = data;
     size_t at = 0;
-    while (len - at >= WIRE_HEADER_SIZE) {
+    for (;;) {
         wire_header h;
+        const unsigned char *body;
         const char *why;
-        if (wire_decode_header(p + at, wr->c->reader.max_body, &h, &why) != 0 ||
-            h.op != WIRE_SEND || (h.flags & WIRE_FLAG_SYSTEM) || h.type >= TR_MSG_SYSTEM ||
-            len - at - WIRE_HEADER_SIZE < h.length)
+        if (wire_frame_at(p + at, len - at, wr->c->reader.max_body, &h, &body, &why) != 1 ||
+            h.op != WIRE_SEND || (h.flags & WIRE_FLAG_SYSTEM) || h.type >= TR_MSG_SYSTEM)
             break; /* the loop's to handle, or to refuse */
-        const unsigned char *body = p + at + WIRE_HEADER_SIZE;
         size_t body_len = h.length;
         uint64_t ref;
         if (!ref_of(&h, &body, &body_len, &ref))

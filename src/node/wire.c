@@ -139,6 +139,58 @@ int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body,
     return 1;
 }
 
+int wire_frame_at(const unsigned char *data, size_t len, uint32_t max_body, wire_header *h,
+                  const unsigned char **body, const char **why)
+{
+    if (len < WIRE_HEADER_SIZE)
+        return 0;
+    int rc = wire_decode_header(data, max_body, h, why);
+    if (rc != 0)
+        return rc;
+    if (len - WIRE_HEADER_SIZE < h->length)
+        return 0;
+    *body = data + WIRE_HEADER_SIZE;
+    return 1;
+}
+
+int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len, wire_header *h,
+                        const unsigned char **body, const char **why)
+{
+    if (r->failed)
+        return fail(why, "connection already failed");
+    if (r->end == r->start) { /* nothing held: straight from data */
+        int rc = wire_frame_at(*data, *len, r->max_body, h, body, why);
+        if (rc == 1) {
+            *data += WIRE_HEADER_SIZE + h->length;
+            *len -= WIRE_HEADER_SIZE + h->length;
+            return 1;
+        }
+        if (rc < 0) {
+            r->failed = 1;
+            return rc;
+        }
+        r->start = r->end = 0; /* a first part: keep it */
+        rc = wire_reader_feed(r, *data, *len);
+        *data += *len;
+        *len = 0;
+        return rc;
+    }
+    for (;;) { /* complete the frame held, taking no more than it needs */
+        int rc = wire_reader_next(r, h, body, why);
+        if (rc != 0 || *len == 0)
+            return rc;
+        size_t held = r->end - r->start;
+        size_t want = held < WIRE_HEADER_SIZE
+                          ? WIRE_HEADER_SIZE - held
+                          : WIRE_HEADER_SIZE + get32(r->buf + r->start + 8) - held;
+        size_t n = want < *len ? want : *len;
+        if ((rc = wire_reader_feed(r, *data, n)) != 0)
+            return rc;
+        *data += n;
+        *len -= n;
+    }
+}
+
 int wire_reader_finish(wire_reader *r, const char **why)
 {
     if (r->end != r->start)

@@ -75,6 +75,22 @@ int wire_reader_feed(wire_reader *r, const void *data, size_t n);
 int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body,
                      const char **why);
 
+/* The next whole frame, taking the bytes it needs from *data (*len of
+ * them), which it moves past what it took. When the reader holds nothing,
+ * a frame wholly in data is not copied (*body points into data); the
+ * reader keeps only a frame's first part until the rest comes. Returns 1
+ * with *h and *body (valid until the next call, and while data is), 0 when
+ * all of data was taken and no whole frame is left, TR_ENOMEM, or
+ * TR_EPROTO (with *why): the connection must be closed. */
+int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len, wire_header *h,
+                        const unsigned char **body, const char **why);
+
+/* A whole frame at the start of len bytes at data, for a reader that keeps
+ * nothing: returns 1 with *h and *body (pointing into data), 0 when data
+ * holds only part of one, or TR_EPROTO (with *why). */
+int wire_frame_at(const unsigned char *data, size_t len, uint32_t max_body, wire_header *h,
+                  const unsigned char **body, const char **why);
+
 /* At the end of the stream: 0 if it ended between frames, else TR_EPROTO
  * ("truncated frame"). */
 int wire_reader_finish(wire_reader *r, const char **why);

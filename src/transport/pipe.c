@@ -277,7 +277,7 @@ static int pipe_send(transport *t, const void *a, size_t alen, const void *b, si
 
 static size_t pipe_backlog(transport *t) { return atomic_load(&t->backlog); }
 
-const transport_ops transport_pipe = {.scheme = "pipe", .open = pipe_open, .send = pipe_send,
+const transport_ops transport_pipe = {.scheme = "pipe", .gather_max = 16384, .open = pipe_open, .send = pipe_send,
                                       .backlog = pipe_backlog, .close = pipe_close};
 
 const transport_ops *transport_find(const char *scheme)

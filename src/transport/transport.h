@@ -37,6 +37,9 @@ typedef struct transport_callbacks {
 
 typedef struct transport_ops {
     const char *scheme;
+    /* Frames up to this size are worth gathering with others before send
+     * (one copy more, one send fewer); larger ones go to send alone. */
+    size_t gather_max;
     /* Opens a transport over the endpoint fd, which it takes over (closed
      * with the transport, or at once on failure). Returns 0 or a negative
      * libuv code. Not blocking. */
