@@ -251,6 +251,19 @@ static void join__malformed_environment__einval(void **state)
     setenv("TROUPE_NODE_TRANSPORT", "tcp", 1);
     assert_int_equal(tr_system_join(two), TR_EINVAL);
     setenv("TROUPE_NODE_TRANSPORT", "pipe", 1);
+    /* the mesh: a 16-hex-digit name and its members, both or neither */
+    const char *bad_mesh[][2] = {{"0123456789abcdef", NULL}, {NULL, "1,2"},
+                                 {"0123456789abcde", "1,2"}, {"0123456789abcdeX", "1,2"},
+                                 {"0123456789abcdef", ""},   {"0123456789abcdef", "1,,2"},
+                                 {"0123456789abcdef", "1,0"}, {"0123456789abcdef", "1,2,"}};
+    for (size_t i = 0; i < sizeof bad_mesh / sizeof bad_mesh[0]; i++) {
+        bad_mesh[i][0] ? setenv("TROUPE_NODE_MESH", bad_mesh[i][0], 1) : unsetenv("TROUPE_NODE_MESH");
+        bad_mesh[i][1] ? setenv("TROUPE_NODE_MEMBERS", bad_mesh[i][1], 1)
+                       : unsetenv("TROUPE_NODE_MEMBERS");
+        assert_int_equal(tr_system_join(two), TR_EINVAL);
+    }
+    unsetenv("TROUPE_NODE_MESH");
+    unsetenv("TROUPE_NODE_MEMBERS");
     setenv("TROUPE_NODE_ID", "3", 1); /* not this system's number */
     assert_int_equal(tr_system_join(two), TR_EINVAL);
     unsetenv("TROUPE_NODE_ID");

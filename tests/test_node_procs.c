@@ -76,6 +76,8 @@ static void sink_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 
 static const tr_behavior sink = {.name = "sink", .state_size = sizeof(sink_state), .receive = sink_receive};
 
+static const tr_behavior prober; /* below: a restarted node's neighbour */
+
 static int child_main(uint16_t me)
 {
     tr_config cfg;
@@ -84,6 +86,7 @@ static int child_main(uint16_t me)
     cfg.workers = 2;
     tr_system *sys;
     if (tr_system_new(&cfg, &sys) != 0 || tr_register_behavior(sys, &sink) != 0 ||
+        tr_register_behavior(sys, &prober) != 0 ||
         tr_system_join(sys) != 0 || tr_system_stop_with_node(sys, 1) != 0)
         return 1;
     tr_system_run(sys);
@@ -384,6 +387,146 @@ static void procs__killed_node_under_a_supervisor__restarted(void **state)
         assert_true(revived_pids[i] != revived_pids[i - 1]);
 }
 
+/* ---- a restarted node rejoins the whole mesh ---- */
+
+enum { MSG_PROBE_TRY = 60 };
+
+/* On node 2: reaches node 3 (retrying while it is not connected) and tells
+ * the conductor the pid of the process behind it. */
+typedef struct {
+    tr_addr conductor;
+    int tries;
+} prober_state;
+
+static int prober_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    prober_state *p = state;
+    memcpy(&p->conductor, tr_msg_data(arg), sizeof p->conductor);
+    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0));
+}
+
+static void prober_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    prober_state *p = state;
+    switch (tr_msg_type(msg)) {
+    case MSG_PROBE_TRY:
+    case TR_MSG_ASK_TIMEOUT:
+        if (++p->tries > 250) { /* 5 s: node 3 never came back to us */
+            int64_t none = 0;
+            tr_send(ctx, p->conductor, tr_msg_new(MSG_PID, &none, sizeof none));
+            tr_exit(ctx, TR_EXIT_NORMAL);
+        } else if (tr_spawn_remote(ctx, 3, "sink", NULL, 1000, NULL) != 0) {
+            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0), 20, NULL);
+        }
+        return;
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        if (sp->error)
+            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0), 20, NULL);
+        else
+            tr_ask(ctx, sp->actor, tr_msg_new(MSG_PID, NULL, 0), 5000, NULL);
+        return;
+    }
+    case MSG_PID:
+        tr_send(ctx, p->conductor, tr_msg_new(MSG_PID, tr_msg_data(msg), sizeof(int64_t)));
+        tr_exit(ctx, TR_EXIT_NORMAL);
+        return;
+    }
+}
+
+static const tr_behavior prober = {.name = "prober", .state_size = sizeof(prober_state),
+                                   .init = prober_init, .receive = prober_receive};
+
+/* On node 1: kills node 3, starts it again, and asks node 2 to reach it. */
+typedef struct {
+    int phase;
+    int64_t old_pid;
+} conductor_state;
+
+static const char *mesh_transport;
+static int64_t rejoin_old_pid, rejoin_new_pid;
+
+static int conductor_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    int rc = tr_monitor_node(ctx, 3, NULL);
+    return rc ? rc : tr_spawn_remote(ctx, 3, "sink", NULL, 10000, NULL);
+}
+
+static void conductor_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    conductor_state *c = state;
+    switch (tr_msg_type(msg)) {
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        assert_int_equal(sp->error, 0);
+        if (c->phase == 0)
+            tr_ask(ctx, sp->actor, tr_msg_new(MSG_PID, NULL, 0), 10000, NULL);
+        return;
+    }
+    case MSG_PID:
+        if (c->phase == 0) { /* node 3's first life */
+            memcpy(&c->old_pid, tr_msg_data(msg), sizeof c->old_pid);
+            rejoin_old_pid = c->old_pid;
+            c->phase = 1;
+            kill((pid_t)c->old_pid, SIGKILL);
+        } else { /* node 2's answer about node 3's second life */
+            memcpy(&rejoin_new_pid, tr_msg_data(msg), sizeof rejoin_new_pid);
+            tr_system_stop(tr_ctx_system(ctx));
+        }
+        return;
+    case TR_MSG_DOWN: {
+        const tr_down *d = tr_msg_data(msg);
+        if (c->phase != 1 || !tr_addr_eq(d->actor, tr_node_addr(3)))
+            return;
+        c->phase = 2; /* start node 3 again: its only given peer is us */
+        assert_int_equal(
+            tr_system_spawn_nodes(tr_ctx_system(ctx), "/proc/self/exe", NULL, 3, 1, mesh_transport),
+            0);
+        tr_addr self = tr_self(ctx);
+        assert_int_equal(
+            tr_spawn_remote(ctx, 2, "prober", tr_msg_new(0, &self, sizeof self), 10000, NULL), 0);
+        return;
+    }
+    }
+}
+
+static const tr_behavior conductor = {.name = "conductor", .state_size = sizeof(conductor_state),
+                                      .init = conductor_init, .receive = conductor_receive};
+
+static void rejoin(const char *transport)
+{
+    alarm(120);
+    mesh_transport = transport;
+    rejoin_old_pid = rejoin_new_pid = -1;
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.node_id = 1;
+    cfg.workers = 2;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    assert_int_equal(tr_system_spawn_nodes(sys, "/proc/self/exe", NULL, 2, 2, transport), 0);
+    assert_int_equal(tr_system_spawn(sys, &conductor, NULL, NULL), 0);
+    assert_int_equal(tr_system_run(sys), 0);
+    tr_system_free(sys);
+    alarm(0);
+    assert_true(rejoin_old_pid > 0);
+    assert_true(rejoin_new_pid > 0); /* node 2 reached node 3 again */
+    assert_true(rejoin_new_pid != rejoin_old_pid);
+}
+
+static void procs__restarted_node_pipe__rejoins_the_whole_mesh(void **state)
+{
+    (void)state;
+    rejoin("pipe");
+}
+
+static void procs__restarted_node_shm__rejoins_the_whole_mesh(void **state)
+{
+    (void)state;
+    rejoin("shm");
+}
+
 int main(void)
 {
     uint16_t me = tr_node_id_from_env();
@@ -395,6 +538,8 @@ int main(void)
         cmocka_unit_test(procs__child_killed_mid_stream_pipe__downs_and_the_other_goes_on),
         cmocka_unit_test(procs__child_killed_mid_stream_shm__downs_and_the_other_goes_on),
         cmocka_unit_test(procs__killed_node_under_a_supervisor__restarted),
+        cmocka_unit_test(procs__restarted_node_pipe__rejoins_the_whole_mesh),
+        cmocka_unit_test(procs__restarted_node_shm__rejoins_the_whole_mesh),
     };
     return cmocka_run_group_tests_name("node_procs", tests, NULL, NULL);
 }

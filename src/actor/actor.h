@@ -150,6 +150,7 @@ struct tr_system {
     _Atomic(struct node *) node; /* connections to other nodes, made on first connect */
     struct remote_registry *remote; /* peers, remote watchers, spawnable behaviours */
     uint32_t heartbeat_ms;
+    struct mesh_state *mesh; /* under io_lock: the mesh this node is part of (launch.c) */
 };
 
 /* The runtime's own messages in the system lane (users see only the public
@@ -260,6 +261,8 @@ int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, boo
 /* Connects over fd with transport ("pipe" or "shm") to node expected (0:
  * whichever answers). Returns as tr_system_connect_via. */
 int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expected);
+/* Frees what launch.c kept of the mesh, after the io loop stopped. */
+void actor_mesh_free(tr_system *sys);
 /* Fills the node counters of *out. Any thread. */
 void actor_remote_stats(tr_system *sys, tr_stats *out);
 void actor_remote_free(tr_system *sys);

@@ -6,19 +6,160 @@
  * peer each belongs to, and over which transport, from its environment
  * (TROUPE_NODE_ID, TROUPE_NODE_PEERS = "id:fd,id:fd", TROUPE_NODE_TRANSPORT).
  * Children are exec'd with libuv's process API, never forked from this
- * threaded process. */
+ * threaded process.
+ *
+ * A mesh has a random name (TROUPE_NODE_MESH) and a list of members
+ * (TROUPE_NODE_MEMBERS = "1,2,3"). Each member listens under its name in
+ * the mesh (io/rendezvous.h), and a member that starts with fewer peers
+ * than members (one restarted after a crash, by whichever node started it
+ * again) dials the others' names: it rejoins the whole mesh, not only the
+ * node that started it. */
 #include "actor.h"
 
 #include "../io/loop.h"
 #include "../io/process.h"
+#include "../io/rendezvous.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
+
+/* ---- the mesh's name and members ------------------------------------------- */
+
+#define TOKEN_LEN 16 /* hex digits */
+
+typedef struct mesh_state {
+    char token[TOKEN_LEN + 1];
+    uint16_t *ids; /* members, this node among them */
+    unsigned count, cap;
+    bool listening[2]; /* under the pipe name, the shm name */
+} mesh_state;
+
+static void token_make(char out[TOKEN_LEN + 1])
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) { /* no entropy yet: unique enough here */
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        r = ((uint64_t)getpid() << 40) ^ (uint64_t)t.tv_sec * 1000000000u ^ (uint64_t)t.tv_nsec;
+    }
+    snprintf(out, TOKEN_LEN + 1, "%016llx", (unsigned long long)r);
+}
+
+static bool token_ok(const char *t)
+{
+    size_t n = 0;
+    for (; t[n]; n++)
+        if (!((t[n] >= '0' && t[n] <= '9') || (t[n] >= 'a' && t[n] <= 'f')))
+            return false;
+    return n == TOKEN_LEN;
+}
+
+/* Where node id of the mesh listens for connections over transport. */
+static void mesh_name(char *out, size_t size, const char *token, const char *transport,
+                      uint16_t id)
+{
+    snprintf(out, size, "troupe-%s-%s-%u", token, transport, (unsigned)id);
+}
+
+static bool members_add(mesh_state *ms, uint16_t id)
+{
+    for (unsigned i = 0; i < ms->count; i++)
+        if (ms->ids[i] == id)
+            return true;
+    if (ms->count == ms->cap) {
+        unsigned cap = ms->cap ? 2 * ms->cap : 16;
+        uint16_t *grown = realloc(ms->ids, cap * sizeof *grown);
+        if (!grown)
+            return false;
+        ms->ids = grown;
+        ms->cap = cap;
+    }
+    ms->ids[ms->count++] = id;
+    return true;
+}
+
+/* The environment entries naming the mesh and its members, malloc'd. */
+static int mesh_env(const char *token, const uint16_t *ids, unsigned count, char *env[2])
+{
+    size_t size = 32 + (size_t)count * 6;
+    env[0] = malloc(64);
+    env[1] = malloc(size);
+    if (!env[0] || !env[1]) {
+        free(env[0]);
+        free(env[1]);
+        env[0] = env[1] = NULL;
+        return TR_ENOMEM;
+    }
+    snprintf(env[0], 64, "TROUPE_NODE_MESH=%s", token);
+    size_t used = (size_t)snprintf(env[1], size, "TROUPE_NODE_MEMBERS=");
+    for (unsigned i = 0; i < count; i++)
+        used += (size_t)snprintf(env[1] + used, size - used, "%s%u", i ? "," : "", (unsigned)ids[i]);
+    return 0;
+}
+
+static const char *transport_static(const char *t) { return strcmp(t, "shm") == 0 ? "shm" : "pipe"; }
+
+static void on_mesh_accept_pipe(void *arg, int fd)
+{
+    if (actor_connect(arg, fd, "pipe", 0) != 0)
+        close(fd);
+}
+
+static void on_mesh_accept_shm(void *arg, int fd)
+{
+    if (actor_connect(arg, fd, "shm", 0) != 0)
+        close(fd);
+}
+
+/* Makes sys a member of a mesh (a new one unless it is one already) that
+ * also counts ids, listening over transport; fills env for children. */
+static int mesh_enter(tr_system *sys, const char *transport, const uint16_t *ids, unsigned count,
+                      char *env[2])
+{
+    io_loop *io;
+    int rc = actor_io(sys, &io);
+    if (rc != 0)
+        return rc;
+    bool shm = strcmp(transport, "shm") == 0, listen_now = false;
+    char token[TOKEN_LEN + 1];
+    pthread_mutex_lock(&sys->io_lock);
+    if (!sys->mesh && (sys->mesh = calloc(1, sizeof *sys->mesh)))
+        token_make(sys->mesh->token);
+    mesh_state *ms = sys->mesh;
+    rc = ms && members_add(ms, sys->node_id) ? 0 : TR_ENOMEM;
+    for (unsigned i = 0; i < count && rc == 0; i++)
+        if (!members_add(ms, ids[i]))
+            rc = TR_ENOMEM;
+    if (rc == 0) {
+        listen_now = !ms->listening[shm];
+        ms->listening[shm] = true;
+        memcpy(token, ms->token, sizeof token);
+        rc = mesh_env(ms->token, ms->ids, ms->count, env);
+    }
+    pthread_mutex_unlock(&sys->io_lock);
+    if (rc == 0 && listen_now) {
+        char name[96];
+        mesh_name(name, sizeof name, token, transport, sys->node_id);
+        io_listen(io, name, shm ? on_mesh_accept_shm : on_mesh_accept_pipe, sys);
+        /* failing to listen only means a restarted peer cannot come back */
+    }
+    return rc;
+}
+
+void actor_mesh_free(tr_system *sys)
+{
+    if (sys->mesh)
+        free(sys->mesh->ids);
+    free(sys->mesh);
+    sys->mesh = NULL;
+}
 
 /* ---- the mesh: one socket pair per pair of members ------------------------ */
 
@@ -88,9 +229,10 @@ static void plan_free(child_plan *p)
 }
 
 /* argv with program first, our environment without TROUPE_NODE_*, and the
- * member's settings; its ends of the mesh become fds 3, 4, ... */
+ * member's settings (with the mesh's name and members: mesh_env); its ends
+ * of the mesh become fds 3, 4, ... */
 static int plan_child(child_plan *p, const mesh *m, unsigned member, const char *program,
-                      char *const argv[], const char *transport)
+                      char *const argv[], const char *transport, char *const named[2])
 {
     size_t argc = 0, envc = 0;
     while (argv && argv[argc])
@@ -98,7 +240,7 @@ static int plan_child(child_plan *p, const mesh *m, unsigned member, const char 
     while (environ[envc])
         envc++;
     *p = (child_plan){.argv = calloc(argc + 2, sizeof(char *)),
-                      .env = calloc(envc + 4, sizeof(char *)),
+                      .env = calloc(envc + 6, sizeof(char *)),
                       .fds = calloc(m->n, sizeof(int))};
     size_t peers_size = 32 + (size_t)m->n * 16;
     char *peers = malloc(peers_size);
@@ -128,6 +270,8 @@ static int plan_child(child_plan *p, const mesh *m, unsigned member, const char 
     p->env[e++] = strdup(id);
     p->env[e++] = peers;
     p->env[e++] = strdup(via);
+    p->env[e++] = strdup(named[0]);
+    p->env[e++] = strdup(named[1]);
     for (size_t i = 0; i < e; i++)
         if (!p->env[i])
             return TR_ENOMEM;
@@ -199,14 +343,18 @@ int tr_system_spawn_nodes(tr_system *sys, const char *program, char *const argv[
     ids[0] = sys->node_id;
     for (unsigned i = 0; i < count; i++)
         ids[i + 1] = (uint16_t)(first + i);
+    char *named[2] = {NULL, NULL};
     mesh m;
-    if ((rc = mesh_make(&m, ids, count + 1)) != 0) {
+    if ((rc = mesh_enter(sys, transport, ids + 1, count, named)) != 0 ||
+        (rc = mesh_make(&m, ids, count + 1)) != 0) {
+        free(named[0]);
+        free(named[1]);
         free(ids);
         return rc;
     }
     for (unsigned c = 1; c <= count && rc == 0; c++) {
         child_plan plan;
-        rc = plan_child(&plan, &m, c, program, argv, transport);
+        rc = plan_child(&plan, &m, c, program, argv, transport, named);
         if (rc == 0)
             rc = spawn_via_loop(io, &plan);
         plan_free(&plan);
@@ -218,6 +366,8 @@ int tr_system_spawn_nodes(tr_system *sys, const char *program, char *const argv[
         *fd = -1;
     }
     mesh_free(&m);
+    free(named[0]);
+    free(named[1]);
     free(ids);
     return rc;
 }
@@ -256,26 +406,98 @@ static bool next_peer(const char **p, uint16_t *id, int *fd)
     return true;
 }
 
+/* Reads the next id of a TROUPE_NODE_MEMBERS list at *p; false when
+ * malformed. */
+static bool next_member(const char **p, uint16_t *id)
+{
+    char *end;
+    long i = strtol(*p, &end, 10);
+    if (end == *p || i <= 0 || i > 65535 || (*end != ',' && *end != '\0') ||
+        (*end == ',' && end[1] == '\0'))
+        return false;
+    *id = (uint16_t)i;
+    *p = *end ? end + 1 : end;
+    return true;
+}
+
+static bool in_peers(const char *peers, uint16_t member)
+{
+    uint16_t id;
+    int fd;
+    for (const char *p = peers; *p && next_peer(&p, &id, &fd);)
+        if (id == member)
+            return true;
+    return false;
+}
+
+/* Joins the mesh named in the environment, if any: listens under our name
+ * and dials every member we were given no connection to (we were started
+ * again after a crash). Members not running are skipped. */
+static int join_mesh(tr_system *sys, const char *token, const char *members, const char *peers,
+                     const char *transport)
+{
+    uint16_t ids[64], id;
+    unsigned n = 0;
+    int rc = 0;
+    for (const char *p = members; *p && next_member(&p, &id);) {
+        ids[n++] = id;
+        if (n == sizeof ids / sizeof ids[0] || !*p) {
+            char *named[2] = {NULL, NULL};
+            rc = mesh_enter(sys, transport, ids, n, named);
+            free(named[0]);
+            free(named[1]);
+            n = 0;
+            if (rc != 0)
+                return rc;
+        }
+    }
+    char name[96];
+    for (const char *p = members; *p && next_member(&p, &id);) {
+        int fd;
+        if (id == sys->node_id || in_peers(peers, id))
+            continue;
+        mesh_name(name, sizeof name, token, transport, id);
+        if (io_dial(name, &fd) == 0 && actor_connect(sys, fd, transport, id) != 0)
+            close(fd);
+    }
+    return 0;
+}
+
 int tr_system_join(tr_system *sys)
 {
     const char *peers = getenv("TROUPE_NODE_PEERS");
     const char *transport = getenv("TROUPE_NODE_TRANSPORT");
+    const char *token = getenv("TROUPE_NODE_MESH"), *members = getenv("TROUPE_NODE_MEMBERS");
     if (!transport)
         transport = "pipe";
     if (!sys || !peers || !*peers || !transport_known(transport) || sys->node_id == 0 ||
-        sys->node_id != tr_node_id_from_env())
+        sys->node_id != tr_node_id_from_env() || !token != !members ||
+        (token && (!token_ok(token) || !*members)))
         return TR_EINVAL;
+    transport = transport_static(transport);
     uint16_t id;
     int fd;
     for (const char *p = peers; *p;) /* all of it checked before any fd is taken */
         if (!next_peer(&p, &id, &fd))
             return TR_EINVAL;
+    for (const char *p = members; p && *p;)
+        if (!next_member(&p, &id))
+            return TR_EINVAL;
+    if (token) { /* the mesh's token is ours before a peer can ask us to spawn */
+        pthread_mutex_lock(&sys->io_lock);
+        if (!sys->mesh && (sys->mesh = calloc(1, sizeof *sys->mesh)))
+            memcpy(sys->mesh->token, token, TOKEN_LEN + 1);
+        bool ok = sys->mesh && strcmp(sys->mesh->token, token) == 0;
+        pthread_mutex_unlock(&sys->io_lock);
+        if (!ok)
+            return sys->mesh ? TR_EINVAL : TR_ENOMEM;
+    }
     for (const char *p = peers; *p && next_peer(&p, &id, &fd);) {
         int rc = actor_connect(sys, fd, transport, id);
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return token ? join_mesh(sys, token, members, peers, transport) : 0;
 }
 
 /* ---- a launcher: N nodes of one program ----------------------------------------- */
@@ -314,12 +536,18 @@ int tr_launch(const char *program, char *const argv[], unsigned count, const cha
     for (unsigned i = 0; i < count; i++)
         ids[i] = (uint16_t)(i + 1);
     launched all = {.status = status};
+    char token[TOKEN_LEN + 1], *named[2] = {NULL, NULL};
+    token_make(token);
     mesh m;
-    int rc = mesh_make(&m, ids, count);
+    int rc = mesh_env(token, ids, count, named);
+    if (rc == 0)
+        rc = mesh_make(&m, ids, count);
+    else
+        m = (mesh){0};
     for (unsigned c = 0; c < count && rc == 0; c++) {
         child_plan plan;
         children[c] = (launched_child){&all, c};
-        rc = plan_child(&plan, &m, c, program, argv, transport);
+        rc = plan_child(&plan, &m, c, program, argv, transport, named);
         if (rc == 0 && io_spawn_child(&loop, plan.argv[0], plan.argv, plan.env, plan.fds,
                                       plan.nfds, on_launched_exit, &children[c]) != 0)
             rc = TR_EINVAL;
@@ -329,6 +557,8 @@ int tr_launch(const char *program, char *const argv[], unsigned count, const cha
         mesh_close(&m, c);
     }
     mesh_free(&m); /* a node that failed to start is a closed peer to the others */
+    free(named[0]);
+    free(named[1]);
     uv_run(&loop, UV_RUN_DEFAULT); /* until every child has exited */
     uv_loop_close(&loop);
     free(children);

@@ -40,6 +40,7 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     sys->timers = NULL;
     sys->node = NULL;
     sys->remote = NULL;
+    sys->mesh = NULL;
     sys->heartbeat_ms = c.heartbeat_ms ? c.heartbeat_ms : 1000;
     atomic_init(&sys->late_replies, 0);
     atomic_init(&sys->overflowed, 0);
@@ -96,6 +97,7 @@ void tr_system_free(tr_system *sys)
     actor_limbo_flush(sys);
     actor_shutdown_all(sys);
     actor_remote_free(sys);
+    actor_mesh_free(sys);
     pthread_mutex_destroy(&sys->io_lock);
     free(sys->limbo[0].snapshot);
     free(sys->limbo);
