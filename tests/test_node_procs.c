@@ -209,17 +209,27 @@ static void source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static const tr_behavior source = {.name = "source", .state_size = sizeof(source_state),
                                    .init = source_init, .receive = source_receive};
 
-/* Starts nodes 2.. (one per job) over transport and a source for each. */
-static void run_jobs(const char *transport, source_job *jobs, unsigned n)
+/* Node 1, the test's own system; with a transport, nodes 2..count+1 are
+ * started too, as copies of this program. */
+static tr_system *node_one(const char *transport, unsigned count)
 {
-    alarm(240); /* a lost message fails the test instead of hanging it */
     tr_config cfg;
     tr_config_init(&cfg);
     cfg.node_id = 1;
     cfg.workers = 2;
     tr_system *sys;
     assert_int_equal(tr_system_new(&cfg, &sys), 0);
-    assert_int_equal(tr_system_spawn_nodes(sys, "/proc/self/exe", NULL, 2, n, transport), 0);
+    if (transport)
+        assert_int_equal(tr_system_spawn_nodes(sys, "/proc/self/exe", NULL, 2, count, transport),
+                         0);
+    return sys;
+}
+
+/* Starts nodes 2.. (one per job) over transport and a source for each. */
+static void run_jobs(const char *transport, source_job *jobs, unsigned n)
+{
+    alarm(240); /* a lost message fails the test instead of hanging it */
+    tr_system *sys = node_one(transport, n);
     sources_left = (int)n;
     for (unsigned i = 0; i < n; i++) {
         source_job *job = &jobs[i];
@@ -310,11 +320,28 @@ typedef struct {
 static int64_t revived_pids[LIVES];
 static int revived;
 
+/* Keeps the address that arg carries, and starts trying (MSG_TRY). */
+static int start_trying(tr_ctx *ctx, tr_addr *keep, const tr_msg *arg)
+{
+    memcpy(keep, tr_msg_data(arg), sizeof *keep);
+    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0));
+}
+
+static void try_later(tr_ctx *ctx)
+{
+    tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+}
+
+/* Asks node for a sink, or tries again soon if it cannot be asked yet. */
+static void ask_for_sink(tr_ctx *ctx, uint16_t node, uint32_t timeout_ms)
+{
+    if (tr_spawn_remote(ctx, node, "sink", NULL, timeout_ms, NULL) != 0)
+        try_later(ctx);
+}
+
 static int reviver_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
-    reviver_state *r = state;
-    memcpy(&r->supervisor, tr_msg_data(arg), sizeof r->supervisor);
-    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0));
+    return start_trying(ctx, &((reviver_state *)state)->supervisor, arg);
 }
 
 static void reviver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
@@ -322,8 +349,7 @@ static void reviver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     reviver_state *r = state;
     switch (tr_msg_type(msg)) {
     case MSG_TRY: /* the node may not be back yet: try until it answers */
-        if (tr_spawn_remote(ctx, 2, "sink", NULL, 2000, NULL) != 0)
-            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+        ask_for_sink(ctx, 2, 2000);
         return;
     case TR_MSG_ASK_TIMEOUT:
         tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0));
@@ -331,7 +357,7 @@ static void reviver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     case TR_MSG_SPAWNED: {
         const tr_spawned *sp = tr_msg_data(msg);
         if (sp->error) {
-            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+            try_later(ctx);
             return;
         }
         r->sink = sp->actor;
@@ -352,7 +378,7 @@ static void reviver_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
         return;
     }
     case TR_MSG_DOWN: /* the sink's node went down: wait for its next life */
-        tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_TRY, NULL, 0), 20, NULL);
+        try_later(ctx);
         return;
     }
 }
@@ -365,12 +391,7 @@ static void procs__killed_node_under_a_supervisor__restarted(void **state)
     (void)state;
     alarm(120);
     revived = 0;
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.node_id = 1;
-    cfg.workers = 2;
-    tr_system *sys;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    tr_system *sys = node_one(NULL, 0);
     static const tr_child_spec children[] = {{.id = "node 2", .behavior = &keeper,
                                               .restart = TR_RESTART_PERMANENT}};
     static const tr_supervisor_spec spec = {.strategy = TR_ONE_FOR_ONE, .max_restarts = 10,
@@ -389,8 +410,6 @@ static void procs__killed_node_under_a_supervisor__restarted(void **state)
 
 /* ---- a restarted node rejoins the whole mesh ---- */
 
-enum { MSG_PROBE_TRY = 60 };
-
 /* On node 2: reaches node 3 (retrying while it is not connected) and tells
  * the conductor the pid of the process behind it. */
 typedef struct {
@@ -400,29 +419,27 @@ typedef struct {
 
 static int prober_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
-    prober_state *p = state;
-    memcpy(&p->conductor, tr_msg_data(arg), sizeof p->conductor);
-    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0));
+    return start_trying(ctx, &((prober_state *)state)->conductor, arg);
 }
 
 static void prober_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 {
     prober_state *p = state;
     switch (tr_msg_type(msg)) {
-    case MSG_PROBE_TRY:
+    case MSG_TRY:
     case TR_MSG_ASK_TIMEOUT:
         if (++p->tries > 250) { /* 5 s: node 3 never came back to us */
             int64_t none = 0;
             tr_send(ctx, p->conductor, tr_msg_new(MSG_PID, &none, sizeof none));
             tr_exit(ctx, TR_EXIT_NORMAL);
-        } else if (tr_spawn_remote(ctx, 3, "sink", NULL, 1000, NULL) != 0) {
-            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0), 20, NULL);
+        } else {
+            ask_for_sink(ctx, 3, 1000);
         }
         return;
     case TR_MSG_SPAWNED: {
         const tr_spawned *sp = tr_msg_data(msg);
         if (sp->error)
-            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_PROBE_TRY, NULL, 0), 20, NULL);
+            try_later(ctx);
         else
             tr_ask(ctx, sp->actor, tr_msg_new(MSG_PID, NULL, 0), 5000, NULL);
         return;
@@ -499,13 +516,7 @@ static void rejoin(const char *transport)
     alarm(120);
     mesh_transport = transport;
     rejoin_old_pid = rejoin_new_pid = -1;
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.node_id = 1;
-    cfg.workers = 2;
-    tr_system *sys;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
-    assert_int_equal(tr_system_spawn_nodes(sys, "/proc/self/exe", NULL, 2, 2, transport), 0);
+    tr_system *sys = node_one(transport, 2);
     assert_int_equal(tr_system_spawn(sys, &conductor, NULL, NULL), 0);
     assert_int_equal(tr_system_run(sys), 0);
     tr_system_free(sys);
