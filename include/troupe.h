@@ -567,10 +567,11 @@ TR_API int tr_system_spawn_node(tr_system *sys, const char *program, char *const
  * its own socket pair, over transport ("pipe" or "shm"). Each child is
  * exec'd (never forked) with argv (argv[0] is replaced by program;
  * NULL-terminated; may be NULL) and our environment plus TROUPE_NODE_ID,
- * TROUPE_NODE_PEERS and TROUPE_NODE_TRANSPORT; it calls tr_system_join. A
+ * TROUPE_NODE_PEERS, TROUPE_NODE_TRANSPORT, and the mesh's name and members
+ * (TROUPE_NODE_MESH, TROUPE_NODE_MEMBERS); it calls tr_system_join. A
  * child's exit closes its connections: monitors of its actors get downs
  * (tr_monitor_node notices the node itself), and the same number may be
- * started again. Returns 0, TR_EINVAL (bad arguments, numbers that include
+ * started again: it then rejoins every member of the mesh. Returns 0, TR_EINVAL (bad arguments, numbers that include
  * ours, or a program that could not be started) or TR_ENOMEM. Any thread (it
  * waits until the children are started). */
 TR_API int tr_system_spawn_nodes(tr_system *sys, const char *program, char *const argv[],
@@ -581,7 +582,9 @@ TR_API int tr_system_spawn_nodes(tr_system *sys, const char *program, char *cons
 TR_API uint16_t tr_node_id_from_env(void);
 
 /* In such a process: connects sys (made with node_id tr_node_id_from_env())
- * to every peer it was given. Returns 0, TR_EINVAL (not started as a node,
+ * to every peer it was given, and to the other members of its mesh that
+ * are running (a node started again after a crash is given only its
+ * starter); then accepts members started later. Returns 0, TR_EINVAL (not started as a node,
  * another node id, a malformed environment) or TR_ENOMEM. Any thread not in
  * a handler. */
 TR_API int tr_system_join(tr_system *sys);
