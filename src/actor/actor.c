@@ -600,12 +600,18 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w, bool gather)
         sched_push(w, &a->run_node);
 }
 
-bool actor_poll(sched_worker *w, void *arg)
+bool actor_poll(sched_worker *w, void *arg, bool leave, bool parking)
 {
     tr_system *sys = arg;
     /* acquire: the node is initialised before it is published. */
     node *n = atomic_load_explicit(&sys->node, memory_order_acquire);
-    return n && node_poll(n, w);
+    if (!n)
+        return false;
+    if (leave) {
+        node_poll_leave(n, w, parking);
+        return false;
+    }
+    return node_poll(n, w);
 }
 
 void actor_run(sched_node *node, sched_worker *w, void *arg)

@@ -278,7 +278,7 @@ void actor_run(sched_node *node, sched_worker *w, void *arg);
 
 /* The scheduler's poll: a searching worker reads other nodes' messages
  * from shared memory (node_poll). */
-bool actor_poll(sched_worker *w, void *arg);
+bool actor_poll(sched_worker *w, void *arg, bool leave, bool parking);
 /* Ends every live actor at shutdown and frees what they hold. */
 void actor_shutdown_all(tr_system *sys);
 /* Recycles every ended actor in limbo; no worker may be running. */

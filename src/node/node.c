@@ -40,6 +40,7 @@ typedef struct connection {
     pthread_mutex_t read_lock;  /* one reader at a time: the loop or a worker */
     _Atomic bool cut;           /* closing: workers read no more */
     _Atomic bool heard;         /* a worker read frames since the last heartbeat check */
+    bool polled;                /* loop thread: workers may read it (its lane's reader) */
 } connection;
 
 /* One per peer node, made on first use, never freed before the node: how
@@ -83,6 +84,7 @@ struct node {
     _Atomic(lane *) polled[POLLED_MAX]; /* appended by the loop, never removed */
     _Atomic unsigned npolled;
     _Atomic uint64_t backlog_peak, waits;
+    _Atomic(void *) poller; /* the worker that polls, or NULL */
 };
 
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
@@ -235,7 +237,11 @@ static void lane_set(node *n, uint16_t peer, connection *c)
         }
     }
     pthread_mutex_lock(&l->poll_lock);
+    if (l->reader)
+        l->reader->polled = false;
     l->reader = reader;
+    if (reader)
+        reader->polled = true;
     pthread_mutex_unlock(&l->poll_lock);
 }
 
@@ -872,6 +878,13 @@ static bool on_readable(void *owner, bool wait)
     return took > 0;
 }
 
+/* Whether a worker polls c, so that the loop need not spin on it. */
+static bool watched(void *owner)
+{
+    connection *c = owner;
+    return c->polled && atomic_load(&c->node->poller) != NULL;
+}
+
 static void on_drained(void *owner)
 {
     connection *c = owner;
@@ -880,8 +893,8 @@ static void on_drained(void *owner)
 }
 
 static const transport_callbacks connection_callbacks = {
-    .on_data = on_data, .on_readable = on_readable, .on_drained = on_drained,
-    .on_closed = on_closed};
+    .on_data = on_data, .on_readable = on_readable, .watched = watched,
+    .on_drained = on_drained, .on_closed = on_closed};
 
 /* ---- workers reading ------------------------------------------------------------ */
 
@@ -962,12 +975,33 @@ static bool poll_lane(lane *l, void *worker)
 
 bool node_poll(node *n, void *worker)
 {
+    void *poller = atomic_load_explicit(&n->poller, memory_order_relaxed);
+    if (poller != worker &&
+        (poller || !atomic_compare_exchange_strong(&n->poller, &poller, worker)))
+        return false; /* another worker polls */
     /* acquire: pairs with the release in lane_set. */
     unsigned count = atomic_load_explicit(&n->npolled, memory_order_acquire);
     bool delivered = false;
     for (unsigned i = 0; i < count; i++)
         delivered |= poll_lane(atomic_load_explicit(&n->polled[i], memory_order_relaxed), worker);
     return delivered;
+}
+
+void node_poll_leave(node *n, void *worker, bool parking)
+{
+    void *expected = worker;
+    if (!atomic_compare_exchange_strong(&n->poller, &expected, NULL) || !parking)
+        return; /* not the poller; or back soon, and the loop looks meanwhile */
+    /* No worker watches now: the loop must, at once (it may be waiting for
+     * its next look, or asleep without asking writers to wake it). */
+    unsigned count = atomic_load_explicit(&n->npolled, memory_order_acquire);
+    for (unsigned i = 0; i < count; i++) {
+        lane *l = atomic_load_explicit(&n->polled[i], memory_order_relaxed);
+        pthread_mutex_lock(&l->poll_lock);
+        if (l->reader)
+            l->reader->ops->wake(l->reader->t);
+        pthread_mutex_unlock(&l->poll_lock);
+    }
 }
 
 /* ---- heartbeats ------------------------------------------------------------------ */

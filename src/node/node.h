@@ -125,9 +125,17 @@ uint64_t node_waits(node *n);
 
 /* Reads the connections that idle threads may read (shared memory) when no
  * other thread is: plain user messages go to their actors through
- * deliver_batch with worker; anything else is left to the loop. Returns
- * whether it delivered any. Any thread; meant for a worker between turns. */
+ * deliver_batch with worker; anything else is left to the loop. One
+ * searching worker at a time is the poller (others park instead of
+ * spinning for the same bytes); while there is one, the loop does not spin
+ * on those connections but only looks now and then for bytes left
+ * waiting. Returns whether it delivered any. Any thread; meant for a
+ * worker between turns. */
 bool node_poll(node *n, void *worker);
+
+/* The worker stops searching: it is no longer the poller, and if it parks,
+ * the loop watches the connections again. */
+void node_poll_leave(node *n, void *worker, bool parking);
 
 /* Frames dropped for want of a connection. Any thread. */
 uint64_t node_dropped(node *n);

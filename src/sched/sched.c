@@ -246,6 +246,18 @@ static sched_node *take_own(sched_worker *w)
     }
 }
 
+/* What the poll hook found and pushed onto w, or NULL; *delivered says
+ * whether it found anything (maybe for actors already queued elsewhere). */
+static sched_node *poll_once(sched_worker *w, bool *delivered)
+{
+    sched *s = w->sched;
+    if (!(*delivered = s->poll(w, s->arg, false, false)))
+        return NULL;
+    sched_node *n = w->next;
+    w->next = NULL;
+    return n ? n : take_own(w);
+}
+
 /* Searches other workers and the inject queue for a while, counted as
  * spinning so pushers need not wake anyone meanwhile. */
 static sched_node *search(sched_worker *w)
@@ -267,12 +279,11 @@ static sched_node *search(sched_worker *w)
     while (now - start < SEARCH_NS) {
         if ((n = steal_once(w, now)) || (n = inject_pop(&s->inject)))
             break;
-        if (s->poll && s->poll(w, s->arg)) {
-            n = w->next;
-            w->next = NULL;
-            if (n || (n = take_own(w)))
-                break;
-        }
+        bool delivered = false;
+        if (s->poll && (n = poll_once(w, &delivered)))
+            break;
+        if (delivered) /* reading for busy actors is work: not idle yet */
+            start = now;
         if (atomic_load_explicit(&s->state, memory_order_relaxed) != SCHED_RUNNING)
             break;
         /* Past the first microseconds, give the core to any thread that
@@ -285,6 +296,8 @@ static sched_node *search(sched_worker *w)
             sched_yield();
         now = platform_now_ns();
     }
+    if (s->poll)
+        s->poll(w, s->arg, true, n == NULL); /* let go of polling */
     atomic_fetch_sub(&s->spinning, 1);
     quiescent_add(w, 1);
     return n;

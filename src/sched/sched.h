@@ -43,8 +43,10 @@ typedef void (*sched_run_fn)(sched_node *runnable, sched_worker *w, void *arg);
 
 /* Looks for work outside the scheduler (another process's messages) from
  * a searching worker, w's thread; work found is pushed with sched_push.
- * Returns whether it pushed any. */
-typedef bool (*sched_poll_fn)(sched_worker *w, void *arg);
+ * Returns whether it pushed any. With leave, the worker stops searching
+ * instead (it found work, or parks: parking) and lets go of whatever it
+ * holds to look; returns false. */
+typedef bool (*sched_poll_fn)(sched_worker *w, void *arg, bool leave, bool parking);
 
 #define SCHED_COUNTERS 4 /* per-worker counters named by the layer above */
 
@@ -100,8 +102,8 @@ struct sched {
 int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p);
 void sched_fini(sched *s);
 
-/* Makes searching workers call poll (with the arg given to sched_init).
- * Before sched_run. */
+/* Makes searching workers call poll (with the arg given to sched_init),
+ * and call it with leave when they stop searching. Before sched_run. */
 void sched_set_poll(sched *s, sched_poll_fn poll);
 
 /* Starts the workers and blocks until quiescent or stopped. Returns 0, or -1

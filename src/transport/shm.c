@@ -46,7 +46,8 @@
 #define RING_BYTES (1u << 20)
 #define RING_MAGIC 0x74726f7570657231ull /* "troupér1" */
 
-#define SPIN_NS 200000                     /* how long an idle reader spins before it sleeps */
+#define SPIN_NS 200000 /* how long an idle reader spins before it sleeps */
+#define WATCH_MS 1     /* how often the loop looks while a worker watches the ring */
 
 typedef struct ring {
     _Alignas(CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: the writer's */
@@ -72,6 +73,7 @@ struct transport {
     uv_poll_t poll;       /* the socket */
     uv_idle_t spin;       /* active while the reader spins */
     uv_async_t kick;      /* a reader off the loop left bytes for it */
+    uv_timer_t watch;     /* the next look while a worker watches the ring */
     unsigned handles;     /* still open */
     uint64_t idle_since;  /* when the spinning reader last found nothing, or 0 */
     uint64_t seen_head, seen_tail; /* the ring's positions at the loop's last look */
@@ -88,9 +90,11 @@ struct transport {
     bool shut;
     size_t pending_bytes;
     /* pending_bytes as of the end of the last locked section: read by
-     * anyone. Only the loop's flush takes it from non-zero to zero (a send
-     * finds nothing pending, or leaves something), and then says so. */
+     * anyone. Whoever takes it from non-zero to zero (a sender moving what
+     * waited into the ring, or the loop's flush), the loop says so to the
+     * owner (on_drained), drained_unsaid carrying a sender's news to it. */
     _Atomic size_t backlog;
+    bool drained_unsaid;
 };
 
 /* With the lock held, at the end of a section that changed what is pending. */
@@ -144,6 +148,7 @@ static void shm_close(transport *t)
     uv_close((uv_handle_t *)&t->poll, on_handle_closed);
     uv_close((uv_handle_t *)&t->spin, on_handle_closed);
     uv_close((uv_handle_t *)&t->kick, on_handle_closed);
+    uv_close((uv_handle_t *)&t->watch, on_handle_closed);
 }
 
 static void fail(transport *t, int error)
@@ -164,6 +169,17 @@ static void wake_peer(transport *t)
 }
 
 /* ---- writing ----------------------------------------------------------------- */
+
+/* Asks the loop to look at the transport: bytes a reader off the loop
+ * left, news a sender has for the owner. Any thread, not holding the lock. */
+static void kick(transport *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (!t->shut) /* the async handle is not closing yet */
+        uv_async_send(&t->kick);
+    pthread_mutex_unlock(&t->lock);
+}
+
 
 /* Copies what fits of buf into the ring; returns how much. */
 static size_t ring_put(transport *t, const unsigned char *buf, size_t len)
@@ -261,7 +277,8 @@ static void flush(transport *t)
     pthread_mutex_lock(&t->lock);
     bool had = t->first != NULL;
     bool wrote = !t->shut && flush_locked(t);
-    bool drained = had && !t->first;
+    bool drained = (had && !t->first) || t->drained_unsaid;
+    t->drained_unsaid = false;
     publish_backlog(t);
     pthread_mutex_unlock(&t->lock);
     after_write(t, wrote);
@@ -280,12 +297,18 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
     (void)on_loop;
     int rc = 0;
     bool wrote = false;
+    bool drained = false;
     pthread_mutex_lock(&t->lock);
+    if (!t->shut && t->first) { /* what waits goes first, if the reader made room */
+        wrote = flush_locked(t);
+        drained = !t->first;
+        t->drained_unsaid |= drained;
+    }
     if (t->shut) {
         rc = UV_EPIPE;
     } else if (!t->first) { /* nothing waiting ahead: straight into the ring */
         size_t n = ring_put(t, a, alen);
-        wrote = n > 0;
+        wrote |= n > 0;
         if (n < alen && !pend(t, (const unsigned char *)a + n, alen - n))
             rc = UV_ENOMEM;
         if (rc == 0 && blen) {
@@ -302,21 +325,14 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
     publish_backlog(t);
     pthread_mutex_unlock(&t->lock);
     after_write(t, wrote);
+    if (drained)
+        kick(t); /* the loop says so to the owner (its thread, not ours) */
     return rc;
 }
 
 /* ---- reading ----------------------------------------------------------------- */
 
 static void read_ring_cb(uv_idle_t *h);
-
-/* Asks the loop to read: bytes a reader off the loop left. Any thread. */
-static void kick(transport *t)
-{
-    pthread_mutex_lock(&t->lock);
-    if (!t->shut) /* the async handle is not closing yet */
-        uv_async_send(&t->kick);
-    pthread_mutex_unlock(&t->lock);
-}
 
 /* Offers what the span of n bytes at `at` in the ring holds to take;
  * returns how many it took. */
@@ -371,27 +387,55 @@ static bool left_waiting(transport *t)
     return head != tail && waited;
 }
 
+static void watch_cb(uv_timer_t *h);
+
+/* The loop's next look: on its next turn (spinning), or in WATCH_MS when a
+ * worker watches the ring (no spinning then). */
+static void look_again(transport *t, bool spin)
+{
+    if (t->closing)
+        return; /* reading may have cut the connection off: no handle may start */
+    if (spin) {
+        uv_timer_stop(&t->watch);
+        if (!uv_is_active((uv_handle_t *)&t->spin))
+            uv_idle_start(&t->spin, read_ring_cb);
+    } else {
+        uv_idle_stop(&t->spin);
+        if (!uv_is_active((uv_handle_t *)&t->watch))
+            uv_timer_start(&t->watch, watch_cb, WATCH_MS, 0);
+    }
+}
+
 /* Reads what came; when nothing did for SPIN_NS, arranges to sleep. The
- * idle handle calls it again on each turn of the loop while it spins, and
- * then leaves new bytes to workers for one turn (they run their actors at
- * once, where the loop would hand them over): it reads only bytes that
- * waited a whole turn untaken. Woken or kicked (eager), it reads at once. */
+ * loop looks again on each of its turns while it spins, or now and then
+ * while a worker watches the ring (the owner's `watched`). Either way it
+ * leaves new bytes to workers until its next look (they run their actors
+ * at once, where the loop would hand them over): it reads only bytes that
+ * waited untaken since. Woken or kicked (eager), it reads at once. */
 static void read_ring(transport *t, bool eager)
 {
     if (t->closing || !t->in)
         return;
-    if (!uv_is_active((uv_handle_t *)&t->spin))
-        uv_idle_start(&t->spin, read_ring_cb); /* until we decide to sleep */
+    bool spin = !t->cb->watched(t->owner);
     if (!left_waiting(t) && !eager && t->seen_head != t->seen_tail) {
         t->idle_since = 0; /* bytes are coming or being taken: a worker's turn */
-        sched_yield();
+        look_again(t, spin);
+        if (spin)
+            sched_yield();
         return;
     }
     if (t->cb->on_readable(t->owner, false)) {
         t->idle_since = 0;
         flush(t); /* answers may be waiting for room */
+        look_again(t, spin);
         return;
     }
+    if (!spin) { /* a worker watches, and wakes us when it stops */
+        t->idle_since = 0;
+        look_again(t, false);
+        return;
+    }
+    look_again(t, true);
     uint64_t now = now_ns();
     if (!t->idle_since)
         t->idle_since = now;
@@ -407,6 +451,8 @@ static void read_ring(transport *t, bool eager)
     t->idle_since = 0;
     uv_idle_stop(&t->spin); /* asleep: the writer will wake us */
 }
+
+static void watch_cb(uv_timer_t *h) { read_ring(h->data, false); }
 
 /* Whether fd is a ring we can map safely: exactly our size, and sealed so
  * that the peer can never shrink it under us (touching a page past the end
@@ -448,7 +494,11 @@ static int take_ring(transport *t, struct msghdr *m)
 
 static void read_ring_cb(uv_idle_t *h) { read_ring(h->data, false); }
 
-static void kick_cb(uv_async_t *h) { read_ring(h->data, true); }
+static void kick_cb(uv_async_t *h)
+{
+    read_ring(h->data, true);
+    flush(h->data);
+}
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
@@ -570,8 +620,9 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
     }
     uv_idle_init(loop, &t->spin);
     uv_async_init(loop, &t->kick, kick_cb);
-    t->poll.data = t->spin.data = t->kick.data = t;
-    t->handles = 3;
+    uv_timer_init(loop, &t->watch);
+    t->poll.data = t->spin.data = t->kick.data = t->watch.data = t;
+    t->handles = 4;
     rc = offer_ring(t);
     if (rc == 0)
         rc = uv_poll_start(&t->poll, UV_READABLE | UV_DISCONNECT, on_poll);
@@ -580,6 +631,7 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
         uv_close((uv_handle_t *)&t->poll, free_unopened); /* no on_closed: never opened */
         uv_close((uv_handle_t *)&t->spin, free_unopened);
         uv_close((uv_handle_t *)&t->kick, free_unopened);
+        uv_close((uv_handle_t *)&t->watch, free_unopened);
         return rc;
     }
     t->cb = cb;
@@ -589,4 +641,4 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 
 const transport_ops transport_shm = {
     .scheme = "shm", .gather_max = 512, .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
-    .read = shm_read, .close = shm_close};
+    .read = shm_read, .wake = kick, .close = shm_close};

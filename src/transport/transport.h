@@ -25,6 +25,10 @@ typedef struct transport_callbacks {
      * a read op), after another thread reading finishes if wait, else not
      * then. Returns whether it read any, or another thread was reading. */
     bool (*on_readable)(void *owner, bool wait);
+    /* Whether another thread watches for bytes now (transports with a read
+     * op): the loop then only looks now and then, instead of spinning.
+     * When that thread stops watching, it calls wake. */
+    bool (*watched)(void *owner);
     /* The bytes that waited on our side have all gone (backlog fell to 0).
      * Loop thread. */
     void (*on_drained)(void *owner);
@@ -65,6 +69,9 @@ typedef struct transport_ops {
      * calls on_readable on the loop soon. */
     size_t (*read)(transport *t, size_t (*take)(void *arg, const void *data, size_t len),
                    void *arg, bool on_loop);
+    /* Makes the loop look for bytes soon (transports with a read op). Any
+     * thread, while the transport is open. */
+    void (*wake)(transport *t);
     /* Closes (idempotent); on_closed follows with 0 unless an error came first. */
     void (*close)(transport *t);
 } transport_ops;
