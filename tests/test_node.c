@@ -497,9 +497,12 @@ static void flood_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static const tr_behavior flood = {
     .name = "flood", .state_size = sizeof(flood_state), .init = flood_init, .receive = flood_receive};
 
-/* A sender far faster than its receiver on another node is paused while
- * the bytes for that node pile up on its side: they stay near the limit
- * (1 MiB) instead of growing to everything sent (20 MB here). */
+/* A sender far faster than its receiver on another node: everything
+ * arrives in order, and if the bytes for that node pile up on the sender's
+ * side (when the receiving process reads slower than it is sent to; how
+ * often depends on the machine), they stay near the limit (1 MiB) instead
+ * of growing to everything sent (20 MB here). test_node_procs stops the
+ * receiving process to make sure the sender is paused. */
 static void flow_control(const char *transport)
 {
     flood_ok = 0;
@@ -515,18 +518,16 @@ static void flow_control(const char *transport)
     pthread_join(tb, NULL);
     tr_system_free(b);
     assert_int_equal(flood_ok, 1);
-    assert_true(st.node_waits > 0);
-    assert_true(st.node_backlog_peak > 0);
     assert_true(st.node_backlog_peak < 2u << 20);
 }
 
-static void nodes__flood_to_a_slow_node_pipe__sender_paused_backlog_bounded(void **state)
+static void nodes__flood_to_a_slow_node_pipe__in_order_backlog_bounded(void **state)
 {
     (void)state;
     flow_control("pipe");
 }
 
-static void nodes__flood_to_a_slow_node_shm__sender_paused_backlog_bounded(void **state)
+static void nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded(void **state)
 {
     (void)state;
     flow_control("shm");
@@ -864,8 +865,8 @@ int main(void)
         cmocka_unit_test(join__malformed_environment__einval),
         cmocka_unit_test(nodes__garbage_peer__cut_off_while_the_good_link_works),
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
-        cmocka_unit_test(nodes__flood_to_a_slow_node_pipe__sender_paused_backlog_bounded),
-        cmocka_unit_test(nodes__flood_to_a_slow_node_shm__sender_paused_backlog_bounded),
+        cmocka_unit_test(nodes__flood_to_a_slow_node_pipe__in_order_backlog_bounded),
+        cmocka_unit_test(nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
         cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),

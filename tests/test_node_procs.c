@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -538,6 +540,115 @@ static void procs__restarted_node_shm__rejoins_the_whole_mesh(void **state)
     rejoin("shm");
 }
 
+/* ---- flow control: a flood to a process that does not read ---- */
+
+enum { MSG_BURST = 70, FLOOD_TOTAL = 200000, FLOOD_BURST = 256 };
+
+static _Atomic int64_t flood_pid;
+static _Atomic bool flood_complete;
+
+typedef struct {
+    tr_addr sink;
+    uint64_t next, hash;
+} flooder_state;
+
+static int flooder_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_spawn_remote(ctx, 2, "sink", NULL, 10000, NULL);
+}
+
+/* Stops node 2's process, then sends as fast as it is let: no window. */
+static void flooder_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    flooder_state *f = state;
+    switch (tr_msg_type(msg)) {
+    case TR_MSG_SPAWNED: {
+        const tr_spawned *sp = tr_msg_data(msg);
+        assert_int_equal(sp->error, 0);
+        f->sink = sp->actor;
+        tr_ask(ctx, f->sink, tr_msg_new(MSG_PID, NULL, 0), 10000, NULL);
+        return;
+    }
+    case MSG_PID: {
+        int64_t pid;
+        memcpy(&pid, tr_msg_data(msg), sizeof pid);
+        kill((pid_t)pid, SIGSTOP); /* the test lets it go on once we were paused */
+        flood_pid = pid;
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_BURST, NULL, 0));
+        return;
+    }
+    case MSG_BURST: {
+        unsigned char p[PAYLOAD];
+        for (int i = 0; i < FLOOD_BURST && f->next < FLOOD_TOTAL; i++) {
+            fill(p, f->next++);
+            f->hash = mix(f->hash, p, PAYLOAD);
+            assert_int_equal(tr_send(ctx, f->sink, tr_msg_new(MSG_DATA, p, PAYLOAD)), 0);
+        }
+        bool more = f->next < FLOOD_TOTAL;
+        tr_send(ctx, more ? tr_self(ctx) : f->sink, tr_msg_new(more ? MSG_BURST : MSG_END, NULL, 0));
+        return;
+    }
+    case MSG_SUMMARY: {
+        const uint64_t *summary = tr_msg_data(msg);
+        flood_complete = summary[0] == FLOOD_TOTAL && summary[1] == f->hash;
+        tr_system_stop(tr_ctx_system(ctx));
+        return;
+    }
+    }
+}
+
+static const tr_behavior flooder = {.name = "flooder", .state_size = sizeof(flooder_state),
+                                    .init = flooder_init, .receive = flooder_receive};
+
+static void *run_system(void *sys)
+{
+    tr_system_run(sys);
+    return NULL;
+}
+
+/* A sender with no window of its own, to a process that has stopped
+ * reading (SIGSTOP), is paused once 1 MiB waits on its side for that node,
+ * instead of queueing all 20 MB; once the process goes on, everything
+ * arrives, in order. */
+static void flood(const char *transport)
+{
+    alarm(120);
+    flood_pid = 0;
+    flood_complete = false;
+    tr_system *sys = node_one(transport, 1);
+    assert_int_equal(tr_system_spawn(sys, &flooder, NULL, NULL), 0);
+    pthread_t runner;
+    pthread_create(&runner, NULL, run_system, sys);
+    tr_stats st = {0};
+    for (int i = 0; i < 10000 && !(flood_pid && st.node_waits); i++) {
+        usleep(1000);
+        tr_system_stats(sys, &st);
+    }
+    if (flood_pid) /* within the heartbeats' patience (4 s) */
+        kill((pid_t)flood_pid, SIGCONT);
+    pthread_join(runner, NULL);
+    tr_system_stats(sys, &st);
+    tr_system_free(sys);
+    alarm(0);
+    assert_true(st.node_waits > 0);
+    assert_true(st.node_backlog_peak > 1u << 20);
+    assert_true(st.node_backlog_peak < 2u << 20);
+    assert_true(flood_complete);
+}
+
+static void procs__flood_to_a_stopped_process_pipe__sender_paused_nothing_lost(void **state)
+{
+    (void)state;
+    flood("pipe");
+}
+
+static void procs__flood_to_a_stopped_process_shm__sender_paused_nothing_lost(void **state)
+{
+    (void)state;
+    flood("shm");
+}
+
 int main(void)
 {
     uint16_t me = tr_node_id_from_env();
@@ -551,6 +662,8 @@ int main(void)
         cmocka_unit_test(procs__killed_node_under_a_supervisor__restarted),
         cmocka_unit_test(procs__restarted_node_pipe__rejoins_the_whole_mesh),
         cmocka_unit_test(procs__restarted_node_shm__rejoins_the_whole_mesh),
+        cmocka_unit_test(procs__flood_to_a_stopped_process_pipe__sender_paused_nothing_lost),
+        cmocka_unit_test(procs__flood_to_a_stopped_process_shm__sender_paused_nothing_lost),
     };
     return cmocka_run_group_tests_name("node_procs", tests, NULL, NULL);
 }
