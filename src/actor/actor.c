@@ -600,20 +600,6 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w, bool gather)
         sched_push(w, &a->run_node);
 }
 
-bool actor_poll(sched_worker *w, void *arg, bool leave, bool parking)
-{
-    tr_system *sys = arg;
-    /* acquire: the node is initialised before it is published. */
-    node *n = atomic_load_explicit(&sys->node, memory_order_acquire);
-    if (!n)
-        return false;
-    if (leave) {
-        node_poll_leave(n, w, parking);
-        return false;
-    }
-    return node_poll(n, w);
-}
-
 void actor_run(sched_node *node, sched_worker *w, void *arg)
 {
     tr_system *sys = arg;
@@ -638,3 +624,17 @@ static void shutdown_one(actor *a, void *arg)
 }
 
 void actor_shutdown_all(tr_system *sys) { table_for_each(&sys->table, shutdown_one, sys); }
+
+bool actor_poll(sched_worker *w, void *arg, bool leave, bool parking)
+{
+    tr_system *sys = arg;
+    /* acquire: the node is initialised before it is published. */
+    node *n = atomic_load_explicit(&sys->node, memory_order_acquire);
+    if (!n)
+        return false;
+    if (leave) {
+        node_poll_leave(n, w, parking);
+        return false;
+    }
+    return node_poll(n, w);
+}

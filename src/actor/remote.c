@@ -394,6 +394,8 @@ int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expect
         node *made = NULL;
         rc = node_new(sys->node_id, sys->heartbeat_ms, io, &callbacks, sys, &made);
         atomic_store(&sys->node, made); /* workers look at it to batch their sends */
+        if (made) /* from now on searching workers read shared memory too */
+            sched_set_poll(&sys->sched, actor_poll);
     }
     pthread_mutex_unlock(&sys->io_lock);
     if (rc != 0)

@@ -62,7 +62,6 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
         free(sys);
         return TR_ENOMEM;
     }
-    sched_set_poll(&sys->sched, actor_poll);
     for (unsigned i = 0; i < workers; i++)
         sys->limbo[i].snapshot = snapshots + (size_t)i * workers;
     *out = sys;

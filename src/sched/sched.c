@@ -54,6 +54,7 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
     atomic_init(&s->state, SCHED_RUNNING);
     atomic_init(&s->holds, 0);
     atomic_init(&s->running, false);
+    atomic_init(&s->poll, NULL);
     pthread_mutex_init(&s->park_lock, NULL);
     pthread_cond_init(&s->park_cond, NULL);
     return 0;
@@ -155,7 +156,10 @@ void sched_inject(sched *s, sched_node *n)
     wake_one(s);
 }
 
-void sched_set_poll(sched *s, sched_poll_fn poll) { s->poll = poll; }
+void sched_set_poll(sched *s, sched_poll_fn poll)
+{
+    atomic_store_explicit(&s->poll, poll, memory_order_release);
+}
 
 void sched_hold(sched *s) { atomic_fetch_add(&s->holds, 1); }
 
@@ -232,7 +236,7 @@ static sched_node *steal_once(sched_worker *w, uint64_t now)
 }
 
 /* The oldest runnable in w's own deque. */
-static sched_node *take_own(sched_worker *w)
+static inline __attribute__((always_inline)) sched_node *take_own(sched_worker *w)
 {
     for (;;) {
         void *x = deque_steal(&w->runnable);
@@ -248,10 +252,9 @@ static sched_node *take_own(sched_worker *w)
 
 /* What the poll hook found and pushed onto w, or NULL; *delivered says
  * whether it found anything (maybe for actors already queued elsewhere). */
-static sched_node *poll_once(sched_worker *w, bool *delivered)
+static sched_node *poll_once(sched_worker *w, sched_poll_fn poll, bool *delivered)
 {
-    sched *s = w->sched;
-    if (!(*delivered = s->poll(w, s->arg, false, false)))
+    if (!(*delivered = poll(w, w->sched->arg, false, false)))
         return NULL;
     sched_node *n = w->next;
     w->next = NULL;
@@ -266,6 +269,8 @@ static sched_node *search(sched_worker *w)
     sched_node *n = NULL;
     quiescent_add(w, 1); /* odd: searching, inside no turn */
     atomic_fetch_add(&s->spinning, 1);
+    /* acquire: pairs with sched_set_poll; read once a search (set once) */
+    sched_poll_fn poll = atomic_load_explicit(&s->poll, memory_order_acquire);
     uint64_t start = platform_now_ns(), now = start;
     /* Samples outlive a search (a victim stuck in a long handler is seen
      * as stalled across several); after a long park they are stale. */
@@ -280,7 +285,7 @@ static sched_node *search(sched_worker *w)
         if ((n = steal_once(w, now)) || (n = inject_pop(&s->inject)))
             break;
         bool delivered = false;
-        if (s->poll && (n = poll_once(w, &delivered)))
+        if (poll && (n = poll_once(w, poll, &delivered)))
             break;
         if (delivered) /* reading for busy actors is work: not idle yet */
             start = now;
@@ -296,8 +301,8 @@ static sched_node *search(sched_worker *w)
             sched_yield();
         now = platform_now_ns();
     }
-    if (s->poll)
-        s->poll(w, s->arg, true, n == NULL); /* let go of polling */
+    if (poll)
+        poll(w, s->arg, true, n == NULL); /* let go of polling */
     atomic_fetch_sub(&s->spinning, 1);
     quiescent_add(w, 1);
     return n;

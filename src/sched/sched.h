@@ -84,7 +84,7 @@ struct sched {
     sched_worker *workers;
     unsigned nworkers;
     sched_run_fn run;
-    sched_poll_fn poll; /* or NULL */
+    _Atomic(sched_poll_fn) poll; /* or NULL */
     void *arg;
     pool *pool;
     /* Shared, written when work crosses threads or workers park. */
@@ -103,7 +103,8 @@ int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p);
 void sched_fini(sched *s);
 
 /* Makes searching workers call poll (with the arg given to sched_init),
- * and call it with leave when they stop searching. Before sched_run. */
+ * and call it with leave when they stop searching. Any thread, also while
+ * the workers run (they see it within a search or two). */
 void sched_set_poll(sched *s, sched_poll_fn poll);
 
 /* Starts the workers and blocks until quiescent or stopped. Returns 0, or -1
