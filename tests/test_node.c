@@ -749,6 +749,97 @@ static void nodes__silent_peer__cut_off_after_missed_heartbeats(void **state)
     tr_system_free(a);
 }
 
+/* ---- a second connection for a node that is still connected ---- */
+
+static _Atomic int node2_down;
+
+static int node2_watcher_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_monitor_node(ctx, 2, NULL);
+}
+
+static void node2_watcher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx, (void)state;
+    if (tr_msg_type(msg) == TR_MSG_DOWN)
+        node2_down = 1;
+}
+
+static const tr_behavior node2_watcher = {
+    .name = "node2-watcher", .init = node2_watcher_init, .receive = node2_watcher_receive};
+
+static tr_system *beating_system(uint16_t id)
+{
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.node_id = id;
+    cfg.heartbeat_ms = 50;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    return sys;
+}
+
+/* Joins a (a node 1) to b (node 2) over a new socket pair, and runs a. */
+static void join_and_run(tr_system *a, tr_system *b, pthread_t *thread)
+{
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    pthread_create(thread, NULL, run, a);
+}
+
+static bool wait_for(_Atomic int *flag)
+{
+    for (int i = 0; i < 5000 && !*flag; i++)
+        usleep(1000);
+    return *flag;
+}
+
+static void stop_and_free(tr_system *sys, pthread_t thread)
+{
+    tr_system_stop(sys);
+    pthread_join(thread, NULL);
+    tr_system_free(sys);
+}
+
+/* A process started again says hello before node 2 saw its old connection
+ * end: the new connection waits (its frames kept), and takes over once the
+ * old one ends. A second connection whose node stays connected is cut off
+ * after 4 heartbeats, and the first goes on. */
+static void nodes__second_connection_for_a_node__waits_for_the_first_to_end(void **state)
+{
+    (void)state;
+    tr_system *b = beating_system(2), *first = beating_system(1), *again = beating_system(1),
+              *third = beating_system(1);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    pthread_t tb, t1, t2, t3;
+    pthread_create(&tb, NULL, run, b);
+    peer_answered = 0;
+    assert_int_equal(tr_system_spawn(first, &syncer, NULL, NULL), 0);
+    join_and_run(first, b, &t1);
+    assert_true(wait_for(&peer_answered));
+    peer_answered = 0; /* node 1 again, while the first is still connected */
+    assert_int_equal(tr_system_spawn(again, &syncer, NULL, NULL), 0);
+    join_and_run(again, b, &t2);
+    usleep(100000);
+    assert_int_equal(peer_answered, 0); /* its spawn request waits in node 2 */
+    stop_and_free(first, t1);           /* the old connection ends */
+    assert_true(wait_for(&peer_answered)); /* and the new one is served */
+    node2_down = 0; /* node 1 once more: this time the other connection stays */
+    assert_int_equal(tr_system_spawn(third, &node2_watcher, NULL, NULL), 0);
+    join_and_run(third, b, &t3);
+    assert_true(wait_for(&node2_down)); /* node 2 cut it off */
+    peer_answered = 0;
+    assert_int_equal(tr_system_spawn(again, &syncer, NULL, NULL), 0);
+    assert_true(wait_for(&peer_answered)); /* the connection it replaced nothing of */
+    stop_and_free(third, t3);
+    stop_and_free(again, t2);
+    stop_and_free(b, tb);
+}
+
 /* ---- a hostile shared-memory peer ---- */
 
 enum { RING_HEADER = 192, RING_DATA = 1 << 20 };
@@ -870,6 +961,7 @@ int main(void)
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
         cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
+        cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
         cmocka_unit_test(shm__small_unsealed_or_broken_ring__cut_off_without_a_crash),
     };

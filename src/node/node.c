@@ -207,6 +207,33 @@ static void send_in(connection *c, batch *b, const wire_header *h, const unsigne
         tr_msg_unref(m);
 }
 
+static void on_data(void *owner, const void *data, size_t len);
+
+/* c's handshake is done: its peer is node peer. With waited, frames came
+ * while it waited for an older connection to end: they are read now. */
+static void connection_up(connection *c, uint16_t peer, bool waited)
+{
+    static const unsigned char nothing[1];
+    node *n = c->node;
+    c->peer = peer;
+    c->claims = 0;
+    n->cb->connection_up(n->arg, peer);
+    handshake_over(n, peer);
+    if (waited)
+        on_data(c, nothing, 0);
+    lane_set(n, peer, c); /* after what waited: direct sends come behind it */
+}
+
+/* The connection to peer ended: a newer one that waited for that takes over. */
+static void claim_settled(node *n, uint16_t peer)
+{
+    for (connection *c = n->connections; c; c = c->next)
+        if (c->claims == peer && !c->why) {
+            connection_up(c, peer, true);
+            return;
+        }
+}
+
 static void hello_in(connection *c, const wire_header *h, const unsigned char *body)
 {
     node *n = c->node;
@@ -216,18 +243,20 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
         broken(c, why);
         return;
     }
-    if (hello.node == 0 || hello.node == n->id || node_route(n, hello.node)) {
-        broken(c, "the peer's node number is 0, ours, or already connected");
+    if (hello.node == 0 || hello.node == n->id) {
+        broken(c, "the peer's node number is 0, or ours");
         return;
     }
     if (c->expected && hello.node != c->expected) {
         broken(c, "the peer is not the node expected on this connection");
         return;
     }
-    c->peer = hello.node;
-    n->cb->connection_up(n->arg, c->peer);
-    handshake_over(n, c->peer);
-    lane_set(n, c->peer, c); /* after what waited: direct sends come behind it */
+    if (node_route(n, hello.node)) { /* wait: the old one may be about to end */
+        c->claims = hello.node;
+        c->claimed_at = uv_now(n->loop);
+        return;
+    }
+    connection_up(c, hello.node, false);
 }
 
 static void frame_in(connection *c, batch *b, const wire_header *h, const unsigned char *body)
@@ -274,11 +303,19 @@ static void on_data(void *owner, const void *data, size_t len)
     wire_header h;
     const unsigned char *body, *at = data;
     const char *why = NULL;
-    int rc;
+    int rc = 0;
     batch b;
     b.n = 0;
-    while (!c->why && (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
+    if (c->claims) { /* waiting to take over from an older connection: keep it all */
+        if (len && wire_reader_feed(&c->reader, data, len) != 0)
+            broken(c, "out of memory");
+        return;
+    }
+    while (!c->why && !c->claims &&
+           (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
         frame_in(c, &b, &h, body);
+    if (c->claims && len && wire_reader_feed(&c->reader, at, len) != 0)
+        broken(c, "out of memory"); /* the HELLO made it wait: the rest waits too */
     if (!c->why)
         batch_flush(c, &b);
     for (unsigned i = 0; i < b.n; i++) /* cut off meanwhile: what was gathered goes */
@@ -312,10 +349,13 @@ static void on_closed(void *owner, int error)
     pthread_mutex_lock(&c->read_lock); /* a worker still reading has finished */
     pthread_mutex_unlock(&c->read_lock);
     pthread_mutex_destroy(&c->read_lock);
+    uint16_t peer = c->peer;
     n->cb->connection_closed(n->arg, c->peer ? c->peer : c->expected, why ? TR_EPROTO : error,
                              why);
     wire_reader_fini(&c->reader);
     free(c);
+    if (peer) /* its downs first, then a newer connection's up */
+        claim_settled(n, peer);
 }
 
 /* read's take on the loop: everything, through the reader. */
@@ -377,6 +417,10 @@ static void on_beat(uv_timer_t *t)
             continue;
         if (atomic_exchange_explicit(&c->heard, false, memory_order_relaxed))
             c->last_in = now; /* workers read from it */
+        if (c->claims && now - c->claimed_at >= NODE_SILENT_BEATS * beat) {
+            broken(c, "the peer's node is connected already, and that connection goes on");
+            continue;
+        }
         /* A peer still starting (a new process, maybe under a sanitizer on a
          * loaded machine) gets longer to say hello than one to keep talking. */
         uint64_t limit = c->peer ? NODE_SILENT_BEATS * beat

@@ -27,6 +27,12 @@ typedef struct connection {
     _Atomic bool cut;           /* closing: workers read no more */
     _Atomic bool heard;         /* a worker read frames since the last heartbeat check */
     bool polled;                /* loop thread: workers may read it (its lane's reader) */
+    /* Loop thread: the node this connection's HELLO named while another
+     * connection to that node was still up (a restarted process, before its
+     * old connection's end was seen), and since when. Its frames wait in
+     * the reader until the old connection ends. */
+    uint16_t claims;
+    uint64_t claimed_at;
 } connection;
 
 /* One per peer node, made on first use, never freed before the node: how

@@ -159,6 +159,8 @@ int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len,
     if (r->failed)
         return fail(why, "connection already failed");
     if (r->end == r->start) { /* nothing held: straight from data */
+        if (*len == 0)
+            return 0;
         int rc = wire_frame_at(*data, *len, r->max_body, h, body, why);
         if (rc == 1) {
             *data += WIRE_HEADER_SIZE + h->length;
