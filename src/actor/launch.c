@@ -119,7 +119,8 @@ static void on_mesh_accept_shm(void *arg, int fd)
 }
 
 /* Makes sys a member of a mesh (a new one unless it is one already) that
- * also counts ids, listening over transport; fills env for children. */
+ * also counts ids, listening over transport; fills env for children (or
+ * not, with NULL). */
 static int mesh_enter(tr_system *sys, const char *transport, const uint16_t *ids, unsigned count,
                       char *env[2])
 {
@@ -141,7 +142,7 @@ static int mesh_enter(tr_system *sys, const char *transport, const uint16_t *ids
         listen_now = !ms->listening[shm];
         ms->listening[shm] = true;
         memcpy(token, ms->token, sizeof token);
-        rc = mesh_env(ms->token, ms->ids, ms->count, env);
+        rc = env ? mesh_env(ms->token, ms->ids, ms->count, env) : 0;
     }
     pthread_mutex_unlock(&sys->io_lock);
     if (rc == 0 && listen_now) {
@@ -436,21 +437,19 @@ static bool in_peers(const char *peers, uint16_t member)
 static int join_mesh(tr_system *sys, const char *token, const char *members, const char *peers,
                      const char *transport)
 {
-    uint16_t ids[64], id;
-    unsigned n = 0;
-    int rc = 0;
-    for (const char *p = members; *p && next_member(&p, &id);) {
+    unsigned n = 1;
+    for (const char *p = members; *p; p++)
+        n += *p == ',';
+    uint16_t *ids = malloc(n * sizeof *ids), id;
+    if (!ids)
+        return TR_ENOMEM;
+    n = 0;
+    for (const char *p = members; *p && next_member(&p, &id);)
         ids[n++] = id;
-        if (n == sizeof ids / sizeof ids[0] || !*p) {
-            char *named[2] = {NULL, NULL};
-            rc = mesh_enter(sys, transport, ids, n, named);
-            free(named[0]);
-            free(named[1]);
-            n = 0;
-            if (rc != 0)
-                return rc;
-        }
-    }
+    int rc = mesh_enter(sys, transport, ids, n, NULL);
+    free(ids);
+    if (rc != 0)
+        return rc;
     char name[96];
     for (const char *p = members; *p && next_member(&p, &id);) {
         int fd;

@@ -46,9 +46,15 @@ typedef struct write_req {
     size_t len;
 } write_req;
 
-/* Loop thread: len bytes are no longer ours to hold. */
-static void written(transport *t, size_t len)
+/* Loop thread: len bytes are no longer ours to hold; with a libuv write
+ * ended (or never made), direct sends may go again. */
+static void written(transport *t, size_t len, bool write_ended)
 {
+    if (write_ended) {
+        pthread_mutex_lock(&t->lock);
+        t->writing--;
+        pthread_mutex_unlock(&t->lock);
+    }
     if (len && atomic_fetch_sub(&t->backlog, len) == len)
         t->cb->on_drained(t->owner);
 }
@@ -109,12 +115,9 @@ static void on_written(uv_write_t *req, int status)
     size_t len = w->len;
     free(w->buf);
     free(w);
-    pthread_mutex_lock(&t->lock);
-    t->writing--;
-    pthread_mutex_unlock(&t->lock);
     if (status < 0 && status != UV_ECANCELED)
         fail(t, status);
-    written(t, len);
+    written(t, len, true);
 }
 
 /* Loop thread: hands everything gathered to libuv as one write. */
@@ -132,13 +135,9 @@ static void write_out(transport *t)
     write_req *w = len && !closing ? malloc(sizeof *w) : NULL;
     if (!w) {
         free(buf);
-        if (len && !closing) {
-            pthread_mutex_lock(&t->lock);
-            t->writing--;
-            pthread_mutex_unlock(&t->lock);
+        if (len && !closing)
             fail(t, UV_ENOMEM);
-        }
-        written(t, len);
+        written(t, len, len && !closing);
         return;
     }
     w->buf = buf;
@@ -148,11 +147,8 @@ static void write_out(transport *t)
     if (rc != 0) {
         free(buf);
         free(w);
-        pthread_mutex_lock(&t->lock);
-        t->writing--;
-        pthread_mutex_unlock(&t->lock);
         fail(t, rc);
-        written(t, len);
+        written(t, len, true);
     }
 }
 
