@@ -8,6 +8,10 @@
 
 #include <assert.h>
 
+/* At most this many messages a look: the worker runs them before it reads
+ * more, so the blocks they came in are reused while still in its cache. */
+#define POLL_TAKE_MAX 256
+
 typedef struct worker_read {
     connection *c;
     void *worker;
@@ -36,7 +40,7 @@ static size_t take_sends(void *arg, const void *data, size_t len)
     worker_read *wr = arg;
     const unsigned char *p = data;
     size_t at = 0;
-    for (;;) {
+    for (unsigned taken = 0; taken < POLL_TAKE_MAX; taken++) {
         wire_header h;
         const unsigned char *body;
         const char *why;
