@@ -171,8 +171,10 @@ TR_API int tr_system_run(tr_system *sys);
 TR_API void tr_system_stop(tr_system *sys);
 
 /* Ends every live actor (terminate with TR_EXIT_SHUTDOWN), drops queued
- * messages, and frees the system. Accepts NULL. Outside only, when
- * tr_system_run is not running. */
+ * messages, and frees the system. Connections to other nodes end in order
+ * first: everything sent to a peer reaches it before it sees this node
+ * down (waiting at most 4 heartbeats for a peer that does not answer).
+ * Accepts NULL. Outside only, when tr_system_run is not running. */
 TR_API void tr_system_free(tr_system *sys);
 
 /* Counters of a system. Reading them while it runs gives a recent snapshot. */

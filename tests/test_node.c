@@ -749,6 +749,72 @@ static void nodes__silent_peer__cut_off_after_missed_heartbeats(void **state)
     tr_system_free(a);
 }
 
+/* ---- a node that ends says goodbye ---- */
+
+/* Reads one frame's header (its body is skipped); returns its op, or -1 at
+ * EOF. */
+static int next_op(int fd)
+{
+    unsigned char h[32], body[256];
+    if (read(fd, h, sizeof h) != (ssize_t)sizeof h)
+        return -1;
+    uint32_t len = (uint32_t)(h[8] | h[9] << 8 | h[10] << 16 | (uint32_t)h[11] << 24);
+    assert_true(len <= sizeof body);
+    if (len)
+        assert_int_equal(read(fd, body, len), (ssize_t)len);
+    return h[3];
+}
+
+static void *free_system(void *sys)
+{
+    tr_system_free(sys);
+    return NULL;
+}
+
+/* tr_system_free ends a connection with GOODBYE after everything else, then
+ * waits for the peer to close; one that does not is cut off after the
+ * heartbeats' patience, so free still returns. */
+static void nodes__free__says_goodbye_then_cuts_a_peer_that_stays(void **state)
+{
+    (void)state;
+    alarm(60);
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.node_id = 1;
+    cfg.heartbeat_ms = 20;
+    tr_system *a;
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    raw_hello(fds[1], 5);
+    /* a spawn request it must answer (unknown name): the handshake is over */
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "nope", 4);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_uint32(&pk, 0);
+    msgpack_pack_uint64(&pk, 7);
+    raw_frame(fds[1], 4, b.data, (uint32_t)b.size);
+    msgpack_sbuffer_destroy(&b);
+    int op;
+    while ((op = next_op(fds[1])) != 5) /* HELLO, maybe heartbeats, then SPAWN_REPLY */
+        assert_true(op == 1 || op == 9);
+    pthread_t freer;
+    pthread_create(&freer, NULL, free_system, a);
+    while ((op = next_op(fds[1])) == 9)
+        ;
+    assert_int_equal(op, 10); /* GOODBYE */
+    assert_int_equal(next_op(fds[1]), -1); /* nothing after it; we never answered */
+    pthread_join(freer, NULL);
+    close(fds[1]);
+    alarm(0);
+}
+
 /* ---- a second connection for a node that is still connected ---- */
 
 static _Atomic int node2_down;
@@ -962,6 +1028,7 @@ int main(void)
         cmocka_unit_test(stop_with_node__peer_freed__run_returns),
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
         cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
+        cmocka_unit_test(nodes__free__says_goodbye_then_cuts_a_peer_that_stays),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
         cmocka_unit_test(shm__small_unsealed_or_broken_ring__cut_off_without_a_crash),
     };

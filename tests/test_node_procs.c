@@ -79,6 +79,7 @@ static void sink_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static const tr_behavior sink = {.name = "sink", .state_size = sizeof(sink_state), .receive = sink_receive};
 
 static const tr_behavior prober; /* below: a restarted node's neighbour */
+static const tr_behavior sayer;  /* below: last words before a node stops */
 
 static int child_main(uint16_t me)
 {
@@ -88,7 +89,7 @@ static int child_main(uint16_t me)
     cfg.workers = 2;
     tr_system *sys;
     if (tr_system_new(&cfg, &sys) != 0 || tr_register_behavior(sys, &sink) != 0 ||
-        tr_register_behavior(sys, &prober) != 0 ||
+        tr_register_behavior(sys, &prober) != 0 || tr_register_behavior(sys, &sayer) != 0 ||
         tr_system_join(sys) != 0 || tr_system_stop_with_node(sys, 1) != 0)
         return 1;
     tr_system_run(sys);
@@ -649,6 +650,102 @@ static void procs__flood_to_a_stopped_process_shm__sender_paused_nothing_lost(vo
     flood("shm");
 }
 
+/* ---- last words: what a node sent just before it stopped arrives ---- */
+
+enum { LAST_WORDS = 100000 }; /* about 10 MB: more than a ring or a socket holds */
+
+/* On node 2: sends LAST_WORDS messages to the actor named in its init
+ * message, then stops its whole node in the same turn. */
+static int sayer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state;
+    tr_addr to;
+    memcpy(&to, tr_msg_data(arg), sizeof to);
+    unsigned char p[PAYLOAD];
+    for (uint64_t i = 0; i < LAST_WORDS; i++) {
+        fill(p, i);
+        if (tr_send(ctx, to, tr_msg_new(MSG_DATA, p, PAYLOAD)) != 0)
+            return 0; /* the listener counts short */
+    }
+    tr_system_stop(tr_ctx_system(ctx));
+    return 0;
+}
+
+static void sayer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx, (void)state, (void)msg;
+}
+
+static const tr_behavior sayer = {.name = "sayer", .init = sayer_init, .receive = sayer_receive};
+
+typedef struct {
+    uint64_t next;
+    bool bad;
+} listener_state;
+
+static uint64_t heard_before_down;
+static bool heard_in_order;
+
+static int listener_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    tr_addr me = tr_self(ctx);
+    tr_monitor_node(ctx, 2, NULL);
+    return tr_spawn_remote(ctx, 2, "sayer", tr_msg_new(0, &me, sizeof me), 10000, NULL);
+}
+
+static void listener_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    listener_state *s = state;
+    switch (tr_msg_type(msg)) {
+    case MSG_DATA: {
+        unsigned char want[PAYLOAD];
+        fill(want, s->next++);
+        s->bad |= tr_msg_size(msg) != PAYLOAD || memcmp(tr_msg_data(msg), want, PAYLOAD) != 0;
+        return;
+    }
+    case TR_MSG_DOWN: /* the system lane overtakes: a user message goes behind the rest */
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_END, NULL, 0));
+        return;
+    case MSG_END:
+        heard_before_down = s->next;
+        heard_in_order = !s->bad;
+        tr_system_stop(tr_ctx_system(ctx));
+        return;
+    }
+}
+
+static const tr_behavior listener = {.name = "listener", .state_size = sizeof(listener_state),
+                                     .init = listener_init, .receive = listener_receive};
+
+/* A node that sends and stops at once still delivers everything it sent:
+ * it says goodbye after its last frame and waits for it to be read. */
+static void last_words(const char *transport)
+{
+    alarm(120);
+    heard_before_down = 0;
+    heard_in_order = false;
+    tr_system *sys = node_one(transport, 1);
+    assert_int_equal(tr_system_spawn(sys, &listener, NULL, NULL), 0);
+    assert_int_equal(tr_system_run(sys), 0);
+    tr_system_free(sys);
+    alarm(0);
+    assert_int_equal(heard_before_down, LAST_WORDS);
+    assert_true(heard_in_order);
+}
+
+static void procs__node_stopping_after_a_burst_pipe__everything_arrives(void **state)
+{
+    (void)state;
+    last_words("pipe");
+}
+
+static void procs__node_stopping_after_a_burst_shm__everything_arrives(void **state)
+{
+    (void)state;
+    last_words("shm");
+}
+
 int main(void)
 {
     uint16_t me = tr_node_id_from_env();
@@ -664,6 +761,10 @@ int main(void)
         cmocka_unit_test(procs__restarted_node_shm__rejoins_the_whole_mesh),
         cmocka_unit_test(procs__flood_to_a_stopped_process_pipe__sender_paused_nothing_lost),
         cmocka_unit_test(procs__flood_to_a_stopped_process_shm__sender_paused_nothing_lost),
+        cmocka_unit_test(procs__node_stopping_after_a_burst_pipe__everything_arrives),
+        cmocka_unit_test(procs__node_stopping_after_a_burst_shm__everything_arrives),
     };
+    if (getenv("TR_TEST_FILTER")) /* e.g. "*shm*": only the tests it matches */
+        cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
     return cmocka_run_group_tests_name("node_procs", tests, NULL, NULL);
 }

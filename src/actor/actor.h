@@ -265,6 +265,8 @@ int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expect
 void actor_mesh_free(tr_system *sys);
 /* Fills the node counters of *out. Any thread. */
 void actor_remote_stats(tr_system *sys, tr_stats *out);
+/* Ends every connection in order (node_goodbye), before the io loop stops. */
+void actor_remote_goodbye(tr_system *sys);
 void actor_remote_free(tr_system *sys);
 /* The running actor watches (monitors or links) something on node: it is
  * told with SYS_NODE_DOWN when that node goes down. Returns 0, TR_ENODE (it

@@ -480,6 +480,8 @@ void actor_remote_stats(tr_system *sys, tr_stats *out)
     pthread_mutex_unlock(&sys->io_lock);
 }
 
+void actor_remote_goodbye(tr_system *sys) { node_goodbye(sys->node); }
+
 void actor_remote_free(tr_system *sys)
 {
     node_free(sys->node); /* after the io loop stopped: connections are closed */

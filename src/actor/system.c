@@ -92,6 +92,7 @@ void tr_system_free(tr_system *sys)
     if (!sys)
         return;
     atomic_store(&sys->closing, true);
+    actor_remote_goodbye(sys); /* what was sent to other nodes reaches them */
     actor_io_free(sys); /* closes timers and connections */
     actor_limbo_flush(sys);
     actor_shutdown_all(sys);

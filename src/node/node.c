@@ -208,6 +208,7 @@ static void send_in(connection *c, batch *b, const wire_header *h, const unsigne
 }
 
 static void on_data(void *owner, const void *data, size_t len);
+static void goodbye_said(node *n);
 
 /* c's handshake is done: its peer is node peer. With waited, frames came
  * while it waited for an older connection to end: they are read now. */
@@ -265,6 +266,8 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
         hello_in(c, h, body);
         return;
     }
+    if (c->bye == BYE_SAID && h->op != WIRE_GOODBYE)
+        return; /* we are leaving: only the peer's goodbye matters */
     if (h->op == WIRE_SEND) {
         send_in(c, b, h, body);
         return;
@@ -286,7 +289,13 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
         if (h->length != 0)
             broken(c, "a heartbeat with a body");
         return;
-    case WIRE_GOODBYE:
+    case WIRE_GOODBYE: /* the peer ends in order: nothing follows */
+        if (h->length != 0) {
+            broken(c, "a goodbye with a body");
+            return;
+        }
+        c->bye = BYE_HEARD;
+        atomic_store_explicit(&c->cut, true, memory_order_relaxed);
         c->ops->close(c->t);
         return;
     default:
@@ -297,7 +306,7 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
 static void on_data(void *owner, const void *data, size_t len)
 {
     connection *c = owner;
-    if (c->why)
+    if (c->why || c->bye == BYE_HEARD)
         return; /* closing: ignore the rest */
     c->last_in = uv_now(c->node->loop);
     wire_header h;
@@ -311,7 +320,7 @@ static void on_data(void *owner, const void *data, size_t len)
             broken(c, "out of memory");
         return;
     }
-    while (!c->why && !c->claims &&
+    while (!c->why && c->bye != BYE_HEARD && !c->claims &&
            (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
         frame_in(c, &b, &h, body);
     if (c->claims && len && wire_reader_feed(&c->reader, at, len) != 0)
@@ -356,6 +365,8 @@ static void on_closed(void *owner, int error)
     free(c);
     if (peer) /* its downs first, then a newer connection's up */
         claim_settled(n, peer);
+    if (n->goodbye && !n->connections)
+        goodbye_said(n);
 }
 
 /* read's take on the loop: everything, through the reader. */
@@ -413,7 +424,7 @@ static void on_beat(uv_timer_t *t)
     uint64_t now = uv_now(n->loop), beat = n->heartbeat_ms;
     for (connection *c = n->connections, *next; c; c = next) {
         next = c->next; /* broken() only starts closing: c stays listed */
-        if (c->why)
+        if (c->why || c->bye != BYE_NONE)
             continue;
         if (atomic_exchange_explicit(&c->heard, false, memory_order_relaxed))
             c->last_in = now; /* workers read from it */
@@ -523,4 +534,86 @@ int node_connect(node *n, const char *scheme, int fd, uint16_t expected)
     atomic_fetch_add(&n->handshaking, 1);
     io_loop_submit(n->io, &ct->task);
     return 0;
+}
+
+/* ---- saying goodbye -------------------------------------------------------------- */
+
+typedef struct goodbye {
+    io_task task;
+    io_closable closable; /* the deadline's: first of what the timer's data points to */
+    uv_timer_t deadline;
+    node *node;
+    pthread_mutex_t lock;
+    pthread_cond_t said;
+    bool done;
+} goodbye;
+
+static void goodbye_signal(goodbye *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->done = true;
+    pthread_cond_signal(&g->said);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void deadline_closed(uv_handle_t *h) { goodbye_signal(container_of(h, goodbye, deadline)); }
+
+/* Every connection has closed: node_goodbye may return, once the timer is. */
+static void goodbye_said(node *n)
+{
+    goodbye *g = n->goodbye;
+    n->goodbye = NULL;
+    uv_close((uv_handle_t *)&g->deadline, deadline_closed);
+}
+
+static void goodbye_late(uv_timer_t *t)
+{
+    goodbye *g = container_of(t, goodbye, deadline);
+    for (connection *c = g->node->connections; c; c = c->next)
+        if (!c->why)
+            broken(c, "no answer to our goodbye in time");
+}
+
+static void goodbye_on_loop(io_task *task, uv_loop_t *loop)
+{
+    goodbye *g = container_of(task, goodbye, task);
+    node *n = g->node;
+    if (!loop || !n->connections) {
+        goodbye_signal(g);
+        return;
+    }
+    n->goodbye = g;
+    uv_timer_init(loop, &g->deadline);
+    g->deadline.data = &g->closable;
+    g->closable.on_close = deadline_closed;
+    uv_timer_start(&g->deadline, goodbye_late, (uint64_t)NODE_SILENT_BEATS * n->heartbeat_ms, 0);
+    for (connection *c = n->connections; c; c = c->next) {
+        if (c->why || c->bye != BYE_NONE)
+            continue; /* closing already */
+        if (!c->peer || c->claims) { /* no peer yet to say it to */
+            c->bye = true;
+            atomic_store_explicit(&c->cut, true, memory_order_relaxed);
+            c->ops->close(c->t);
+            continue;
+        }
+        empty_frame_out(c, WIRE_GOODBYE); /* after everything sent before */
+        c->bye = true; /* what comes now is not read: its reader is leaving */
+        atomic_store_explicit(&c->cut, true, memory_order_relaxed);
+    }
+}
+
+void node_goodbye(node *n)
+{
+    if (!n)
+        return;
+    goodbye g = {.task.run = goodbye_on_loop, .node = n};
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_cond_init(&g.said, NULL);
+    io_loop_submit(n->io, &g.task);
+    pthread_mutex_lock(&g.lock);
+    while (!g.done)
+        pthread_cond_wait(&g.said, &g.lock);
+    pthread_mutex_unlock(&g.lock);
+    pthread_cond_destroy(&g.said);
+    pthread_mutex_destroy(&g.lock);
 }

@@ -64,6 +64,14 @@ typedef struct node_callbacks {
 int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
              void *arg, node **out);
 
+/* Ends every connection in order: after what was sent to it, a peer gets a
+ * GOODBYE, and the node waits (at most NODE_SILENT_BEATS heartbeats) for
+ * the peer to close in answer, so that everything sent before this
+ * arrives. Frames coming in meanwhile are ignored. Call once no worker
+ * runs (after tr_system_run returned), from a thread other than the loop.
+ * Blocks until every connection has closed. Accepts NULL. */
+void node_goodbye(node *n);
+
 /* Frees the node; its io loop must be stopped first (which closes every
  * connection). Accepts NULL. */
 void node_free(node *n);

@@ -25,6 +25,9 @@ typedef struct connection {
     uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
     pthread_mutex_t read_lock;  /* one reader at a time: the loop or a worker */
     _Atomic bool cut;           /* closing: workers read no more */
+    /* Loop thread: BYE_SAID once we said GOODBYE (then only the peer's
+     * GOODBYE is read), BYE_HEARD once the peer did (nothing more is). */
+    enum { BYE_NONE, BYE_SAID, BYE_HEARD } bye;
     _Atomic bool heard;         /* a worker read frames since the last heartbeat check */
     bool polled;                /* loop thread: workers may read it (its lane's reader) */
     /* Loop thread: the node this connection's HELLO named while another
@@ -77,6 +80,7 @@ struct node {
     _Atomic unsigned npolled;
     _Atomic uint64_t backlog_peak, waits;
     _Atomic(void *) poller; /* the worker that polls, or NULL */
+    struct goodbye *goodbye; /* loop thread: ending every connection (node_goodbye) */
 };
 
 /* A frame on its way to the loop thread. */
