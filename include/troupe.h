@@ -150,6 +150,8 @@ typedef struct tr_config {
     uint16_t node_id; /* this process's node number in addresses; 0 by default */
     uint32_t heartbeat_ms; /* idle node connections send a heartbeat this often, and a peer
                               silent for 4 of them is down; 0 = 1000 */
+    const char *node_name; /* this node's name in handshakes and logs, 1 to 63 bytes
+                              (copied); NULL = "<program>[<pid>]" */
 } tr_config;
 
 /* Fills cfg with the defaults. Any thread. */
@@ -582,6 +584,12 @@ TR_API int tr_system_spawn_nodes(tr_system *sys, const char *program, char *cons
 /* In a process started as a node (by tr_system_spawn_nodes or tr_launch):
  * its node number, 0 when it was not started so. Any thread. */
 TR_API uint16_t tr_node_id_from_env(void);
+
+/* Copies into buf (size bytes, at least TR_NAME_MAX + 1) the name of node:
+ * this system's own (tr_config.node_name), or the one a peer gave in its
+ * handshake (the last known, also once it is down). Returns 0, TR_EINVAL,
+ * or TR_ENOENT when node never said hello to this system. Any thread. */
+TR_API int tr_node_name(tr_system *sys, uint16_t node, char *buf, size_t size);
 
 /* In such a process: connects sys (made with node_id tr_node_id_from_env())
  * to every peer it was given, and to the other members of its mesh that

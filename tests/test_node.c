@@ -1012,6 +1012,58 @@ static void nodes__truncated_and_oversized_frames__cut_off(void **state)
     assert_int_equal(verified, 1);
 }
 
+/* ---- names in the handshake ---- */
+
+/* Each node learns the other's name from its HELLO: the configured one, or
+ * "<program>[<pid>]" by default; a name must be 1 to 63 bytes. */
+static void nodes__names__exchanged_in_the_handshake(void **state)
+{
+    (void)state;
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.node_id = 1;
+    char long_name[TR_NAME_MAX + 2];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    tr_system *a;
+    cfg.node_name = long_name; /* 64 bytes */
+    assert_int_equal(tr_system_new(&cfg, &a), TR_EINVAL);
+    cfg.node_name = "";
+    assert_int_equal(tr_system_new(&cfg, &a), TR_EINVAL);
+    cfg.node_name = long_name + 1; /* 63 */
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    tr_system_free(a);
+    cfg.node_name = "alpha";
+    cfg.workers = 2;
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    tr_system *b = node_system(2);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    assert_int_equal(tr_system_connect(b, fds[1]), 0);
+    peer_answered = 0;
+    assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
+    pthread_t ta, tb;
+    pthread_create(&tb, NULL, run, b);
+    pthread_create(&ta, NULL, run, a);
+    assert_true(wait_for(&peer_answered)); /* both handshakes are over */
+    char name[TR_NAME_MAX + 1], want[TR_NAME_MAX + 1];
+    assert_int_equal(tr_node_name(b, 1, name, sizeof name), 0);
+    assert_string_equal(name, "alpha");
+    assert_int_equal(tr_node_name(a, 1, name, sizeof name), 0);
+    assert_string_equal(name, "alpha");
+    snprintf(want, sizeof want, "test_node[%ld]", (long)getpid());
+    assert_int_equal(tr_node_name(a, 2, name, sizeof name), 0);
+    assert_string_equal(name, want);
+    assert_int_equal(tr_node_name(a, 9, name, sizeof name), TR_ENOENT); /* never met */
+    assert_int_equal(tr_node_name(a, 2, name, TR_NAME_MAX), TR_EINVAL);
+    assert_int_equal(tr_node_name(a, 2, NULL, sizeof name), TR_EINVAL);
+    assert_int_equal(tr_node_name(NULL, 2, name, sizeof name), TR_EINVAL);
+    stop_and_free(a, ta);
+    stop_and_free(b, tb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1029,6 +1081,7 @@ int main(void)
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
         cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
         cmocka_unit_test(nodes__free__says_goodbye_then_cuts_a_peer_that_stays),
+        cmocka_unit_test(nodes__names__exchanged_in_the_handshake),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
         cmocka_unit_test(shm__small_unsealed_or_broken_ring__cut_off_without_a_crash),
     };

@@ -150,6 +150,7 @@ struct tr_system {
     _Atomic(struct node *) node; /* connections to other nodes, made on first connect */
     struct remote_registry *remote; /* peers, remote watchers, spawnable behaviours */
     uint32_t heartbeat_ms;
+    char node_name[TR_NAME_MAX + 1]; /* this node's, for handshakes */
     struct mesh_state *mesh; /* under io_lock: the mesh this node is part of (launch.c) */
 };
 

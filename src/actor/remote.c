@@ -22,9 +22,16 @@ typedef struct remote_watcher {
     tr_addr local;
 } remote_watcher;
 
+typedef struct peer_name {
+    uint16_t node;
+    char name[TR_NAME_MAX + 1];
+} peer_name;
+
 typedef struct remote_registry {
     pthread_mutex_t lock;
     uint8_t peer[UINT16_MAX + 1];
+    peer_name *names; /* what each peer that said hello calls itself */
+    uint32_t name_count, name_capacity;
     remote_watcher *watchers; /* local actors with a monitor or link on a node */
     uint32_t count, capacity;
     const tr_behavior **behaviors;
@@ -354,7 +361,51 @@ static void spawn_reply_in(void *arg, tr_addr asker, tr_addr spawned, uint64_t r
     spawn_answer(arg, NULL, asker, spawned, ref, error);
 }
 
-static void connection_up(void *arg, uint16_t peer) { set_peer(arg, peer, PEER_UP); }
+/* With r->lock held: peer's entry in r->names, or NULL. */
+static peer_name *name_of(remote_registry *r, uint16_t peer)
+{
+    for (uint32_t i = 0; i < r->name_count; i++)
+        if (r->names[i].node == peer)
+            return &r->names[i];
+    return NULL;
+}
+
+static void connection_up(void *arg, uint16_t peer, const char *name)
+{
+    set_peer(arg, peer, PEER_UP);
+    remote_registry *r = registry(arg);
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    peer_name *e = name_of(r, peer);
+    if (!e && (e = ext_room_for_one(r->names, r->name_count, &r->name_capacity, sizeof *e))) {
+        r->names = e;
+        e = &r->names[r->name_count++];
+        e->node = peer;
+    }
+    if (e) /* else out of memory: the name stays unknown */
+        snprintf(e->name, sizeof e->name, "%s", name);
+    pthread_mutex_unlock(&r->lock);
+}
+
+int tr_node_name(tr_system *sys, uint16_t node, char *buf, size_t size)
+{
+    if (!sys || !buf || size < TR_NAME_MAX + 1)
+        return TR_EINVAL;
+    if (node == sys->node_id) {
+        snprintf(buf, size, "%s", sys->node_name);
+        return 0;
+    }
+    remote_registry *r = registry(sys);
+    if (!r)
+        return TR_ENOMEM;
+    pthread_mutex_lock(&r->lock);
+    peer_name *e = name_of(r, node);
+    if (e)
+        snprintf(buf, size, "%s", e->name);
+    pthread_mutex_unlock(&r->lock);
+    return e ? 0 : TR_ENOENT;
+}
 
 static void connection_closed(void *arg, uint16_t peer, int error, const char *why)
 {
@@ -392,7 +443,7 @@ int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expect
     pthread_mutex_lock(&sys->io_lock);
     if (!sys->node) {
         node *made = NULL;
-        rc = node_new(sys->node_id, sys->heartbeat_ms, io, &callbacks, sys, &made);
+        rc = node_new(sys->node_id, sys->node_name, sys->heartbeat_ms, io, &callbacks, sys, &made);
         atomic_store(&sys->node, made); /* workers look at it to batch their sends */
         if (made) /* from now on searching workers read shared memory too */
             sched_set_poll(&sys->sched, actor_poll);
@@ -489,6 +540,7 @@ void actor_remote_free(tr_system *sys)
     if (sys->remote) {
         pthread_mutex_destroy(&sys->remote->lock);
         free(sys->remote->watchers);
+        free(sys->remote->names);
         free(sys->remote->behaviors);
         free(sys->remote);
         sys->remote = NULL;

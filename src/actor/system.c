@@ -1,7 +1,11 @@
 /* The system: configuration, lifecycle and statistics. */
 #include "actor.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define DEFAULT_BATCH 64
 #define MAX_WORKERS 1024
@@ -21,7 +25,8 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     if (!out)
         return TR_EINVAL;
     *out = NULL;
-    if (c.workers > MAX_WORKERS)
+    if (c.workers > MAX_WORKERS ||
+        (c.node_name && (!*c.node_name || strlen(c.node_name) > TR_NAME_MAX)))
         return TR_EINVAL;
     unsigned workers = c.workers ? c.workers : platform_cpu_count();
     tr_system *sys = aligned_alloc(CACHE_LINE, sizeof *sys);
@@ -42,6 +47,11 @@ int tr_system_new(const tr_config *cfg, tr_system **out)
     sys->remote = NULL;
     sys->mesh = NULL;
     sys->heartbeat_ms = c.heartbeat_ms ? c.heartbeat_ms : 1000;
+    if (c.node_name)
+        strcpy(sys->node_name, c.node_name);
+    else /* cut to fit: a name for people reading logs, not an identity */
+        snprintf(sys->node_name, sizeof sys->node_name, "%.50s[%ld]",
+                 program_invocation_short_name, (long)getpid());
     atomic_init(&sys->late_replies, 0);
     atomic_init(&sys->overflowed, 0);
     sys->pool = pool_new();

@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
-             void *arg, node **out)
+int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io,
+             const node_callbacks *cb, void *arg, node **out)
 {
-    if (id == 0 || heartbeat_ms == 0 || !io || !cb)
+    if (id == 0 || !name || !*name || strlen(name) > WIRE_NAME_MAX || heartbeat_ms == 0 || !io ||
+        !cb)
         return TR_EINVAL;
     node *n = calloc(1, sizeof *n);
     if (!n)
@@ -26,6 +27,7 @@ int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbac
         free(n);
         return TR_ENOMEM;
     }
+    strcpy(n->name, name);
     atomic_init(&n->handshaking, 0);
     atomic_init(&n->dropped, 0);
     *out = n;
@@ -68,13 +70,21 @@ void node_free(node *n)
 
 /* ---- frames in -------------------------------------------------------------- */
 
+/* Logs "<what> node <peer> (<its name>): <why>" for c. */
+static void log_connection(const connection *c, const char *what, const char *why)
+{
+    const node *n = c->node;
+    bool named = c->peer_name[0] != '\0';
+    fprintf(stderr, "troupe: node %u (%s): %s node %u%s%s%s: %s\n", (unsigned)n->id, n->name, what,
+            (unsigned)c->peer, named ? " (" : "", c->peer_name, named ? ")" : "", why);
+}
+
 static void broken(connection *c, const char *why)
 {
     atomic_store_explicit(&c->cut, true, memory_order_relaxed); /* workers stop reading it */
     if (!c->why) {
         c->why = why;
-        fprintf(stderr, "troupe: node %u: closing the connection to node %u: %s\n",
-                (unsigned)c->node->id, (unsigned)c->peer, why);
+        log_connection(c, "closing the connection to", why);
     }
     c->ops->close(c->t);
 }
@@ -218,7 +228,7 @@ static void connection_up(connection *c, uint16_t peer, bool waited)
     node *n = c->node;
     c->peer = peer;
     c->claims = 0;
-    n->cb->connection_up(n->arg, peer);
+    n->cb->connection_up(n->arg, peer, c->peer_name);
     handshake_over(n, peer);
     if (waited)
         on_data(c, nothing, 0);
@@ -252,6 +262,7 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
         broken(c, "the peer is not the node expected on this connection");
         return;
     }
+    strcpy(c->peer_name, hello.name);
     if (node_route(n, hello.node)) { /* wait: the old one may be about to end */
         c->claims = hello.node;
         c->claimed_at = uv_now(n->loop);
@@ -339,11 +350,9 @@ static void on_closed(void *owner, int error)
     node *n = c->node;
     const char *why = c->why;
     if (!why && wire_reader_finish(&c->reader, &why) != 0)
-        fprintf(stderr, "troupe: node %u: connection to node %u: %s\n", (unsigned)n->id,
-                (unsigned)c->peer, why);
+        log_connection(c, "connection to", why);
     else if (!why && error && error != UV_ECONNRESET && error != UV_EPIPE) /* not just gone */
-        fprintf(stderr, "troupe: node %u: connection to node %u lost: %s\n", (unsigned)n->id,
-                (unsigned)c->peer, uv_strerror(error));
+        log_connection(c, "lost the connection to", uv_strerror(error));
     for (connection **p = &n->connections; *p; p = &(*p)->next)
         if (*p == c) {
             *p = c->next;
@@ -474,6 +483,7 @@ typedef struct connect_task {
 static void hello_out(connection *c)
 {
     wire_hello hello = {.version = WIRE_VERSION, .node = c->node->id};
+    strcpy(hello.name, c->node->name);
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
     wire_hello_encode(&hello, &buf);

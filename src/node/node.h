@@ -48,20 +48,22 @@ typedef struct node_callbacks {
     void (*spawn_reply)(void *arg, tr_addr asker, tr_addr spawned, uint64_t ref, int error);
     /* A waiter of node_wait_drained may go on. */
     void (*drained)(void *arg, void *waiter);
-    /* A connection finished its handshake with peer. */
-    void (*connection_up)(void *arg, uint16_t peer);
+    /* A connection finished its handshake with peer, which calls itself
+     * name (at most WIRE_NAME_MAX bytes; borrowed for the call). */
+    void (*connection_up)(void *arg, uint16_t peer, const char *name);
     /* A connection ended: peer is 0 if the handshake never finished (and no
      * peer was expected); error 0
      * for an orderly end; why says what went wrong (or NULL). */
     void (*connection_closed)(void *arg, uint16_t peer, int error, const char *why);
 } node_callbacks;
 
-/* A node numbered id (1..65535) on io; heartbeat_ms apart, an idle
+/* A node numbered id (1..65535) and called name (1 to 63 bytes, copied;
+ * sent in its handshakes) on io; heartbeat_ms apart, an idle
  * connection sends a heartbeat, and a peer silent for NODE_SILENT_BEATS of
  * them is cut off as down. Returns 0, TR_EINVAL or TR_ENOMEM. */
 #define NODE_SILENT_BEATS 4
 #define NODE_HELLO_MS 30000 /* at least this long for a new connection's HELLO */
-int node_new(uint16_t id, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
+int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
              void *arg, node **out);
 
 /* Ends every connection in order: after what was sent to it, a peer gets a

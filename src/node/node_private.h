@@ -20,6 +20,7 @@ typedef struct connection {
     transport *t;
     wire_reader reader;
     uint16_t peer;              /* 0 until the HELLO arrived */
+    char peer_name[WIRE_NAME_MAX + 1]; /* the name in its HELLO, for logs */
     uint16_t expected;          /* the peer it must be, or 0 for any */
     const char *why;            /* the protocol error that closed it, if any */
     uint64_t last_in, last_out; /* loop time (ms) of the last frame each way */
@@ -64,6 +65,7 @@ typedef struct beat_timer {
 
 struct node {
     uint16_t id;
+    char name[WIRE_NAME_MAX + 1];
     uint32_t heartbeat_ms;
     io_loop *io;
     const node_callbacks *cb;
