@@ -1012,6 +1012,114 @@ static void nodes__truncated_and_oversized_frames__cut_off(void **state)
     assert_int_equal(verified, 1);
 }
 
+/* ---- messages larger than a ring or a socket buffer ---- */
+
+enum { MSG_WEIGH = 60, MSG_WEIGHT };
+
+static uint64_t weigh(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull; /* FNV-1a */
+    return h;
+}
+
+static void weigher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)state;
+    uint64_t w[2] = {tr_msg_size(msg), weigh(tr_msg_data(msg), tr_msg_size(msg))};
+    tr_reply(ctx, tr_msg_new(MSG_WEIGHT, w, sizeof w));
+}
+
+static const tr_behavior weigher = {.name = "weigher", .receive = weigher_receive};
+
+/* Up to the largest body a frame may carry, less the ask reference's room. */
+static const size_t big_sizes[] = {0, 1, 4095, (1u << 20) - 1, 1u << 20, (1u << 20) + 33,
+                                   (3u << 20) + 7, (16u << 20) - 8};
+#define BIG_COUNT (sizeof big_sizes / sizeof big_sizes[0])
+
+typedef struct {
+    unsigned answered;
+    bool wrong;
+} big_state;
+
+static _Atomic int big_whole, big_refused;
+
+static int big_sender_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_spawn_remote(ctx, 2, "weigher", NULL, 10000, NULL);
+}
+
+static void big_sender_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    big_state *b = state;
+    if (tr_msg_type(msg) == TR_MSG_SPAWNED) {
+        const tr_spawned *sp = tr_msg_data(msg);
+        assert_int_equal(sp->error, 0);
+        for (size_t i = 0; i < BIG_COUNT; i++) {
+            unsigned char *p;
+            tr_msg *m = tr_msg_alloc(MSG_WEIGH, big_sizes[i], (void **)&p);
+            assert_non_null(m);
+            for (size_t j = 0; j < big_sizes[i]; j++)
+                p[j] = (unsigned char)(j * 131 + i);
+            assert_int_equal(tr_send(ctx, sp->actor, m), 0);
+        }
+        big_refused = tr_send(ctx, sp->actor, tr_msg_alloc(MSG_WEIGH, 16u << 20, NULL)) ==
+                      TR_ETOOBIG;
+        return;
+    }
+    if (tr_msg_type(msg) != MSG_WEIGHT)
+        return;
+    uint64_t w[2];
+    memcpy(w, tr_msg_data(msg), sizeof w);
+    size_t i = b->answered++, size = big_sizes[i];
+    unsigned char *want = malloc(size + 1);
+    for (size_t j = 0; j < size; j++)
+        want[j] = (unsigned char)(j * 131 + i);
+    b->wrong |= w[0] != size || w[1] != weigh(want, size);
+    free(want);
+    if (b->answered == BIG_COUNT) {
+        big_whole = !b->wrong;
+        tr_system_stop(tr_ctx_system(ctx));
+    }
+}
+
+static const tr_behavior big_sender = {.name = "big-sender", .state_size = sizeof(big_state),
+                                       .init = big_sender_init, .receive = big_sender_receive};
+
+/* Messages from empty to the largest a frame carries (16 MiB), larger than
+ * the shm ring (1 MiB) and any socket buffer, arrive whole and in order;
+ * one byte more is refused at the send. */
+static void big_messages(const char *transport)
+{
+    alarm(120);
+    big_whole = big_refused = 0;
+    tr_system *a, *b;
+    node_pair(transport, &weigher, &a, &b);
+    pthread_t tb;
+    pthread_create(&tb, NULL, run, b);
+    assert_int_equal(tr_system_spawn(a, &big_sender, NULL, NULL), 0);
+    assert_int_equal(tr_system_run(a), 0);
+    tr_system_free(a); /* node 2's link closes: it is told to stop below */
+    stop_and_free(b, tb);
+    alarm(0);
+    assert_true(big_whole);
+    assert_true(big_refused);
+}
+
+static void nodes__messages_larger_than_the_ring_pipe__arrive_whole(void **state)
+{
+    (void)state;
+    big_messages("pipe");
+}
+
+static void nodes__messages_larger_than_the_ring_shm__arrive_whole(void **state)
+{
+    (void)state;
+    big_messages("shm");
+}
+
 /* ---- names in the handshake ---- */
 
 /* Each node learns the other's name from its HELLO: the configured one, or
@@ -1082,8 +1190,12 @@ int main(void)
         cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
         cmocka_unit_test(nodes__free__says_goodbye_then_cuts_a_peer_that_stays),
         cmocka_unit_test(nodes__names__exchanged_in_the_handshake),
+        cmocka_unit_test(nodes__messages_larger_than_the_ring_pipe__arrive_whole),
+        cmocka_unit_test(nodes__messages_larger_than_the_ring_shm__arrive_whole),
         cmocka_unit_test(nodes__truncated_and_oversized_frames__cut_off),
         cmocka_unit_test(shm__small_unsealed_or_broken_ring__cut_off_without_a_crash),
     };
+    if (getenv("TR_TEST_FILTER")) /* e.g. "*shm*": only the tests it matches */
+        cmocka_set_test_filter(getenv("TR_TEST_FILTER"));
     return cmocka_run_group_tests_name("node", tests, NULL, NULL);
 }
