@@ -15,7 +15,9 @@
 typedef struct worker_read {
     connection *c;
     void *worker;
+    unsigned taken;
     bool delivered;
+    bool stuck; /* stopped at bytes only the loop handles */
     batch b;
 } worker_read;
 
@@ -40,13 +42,16 @@ static size_t take_sends(void *arg, const void *data, size_t len)
     worker_read *wr = arg;
     const unsigned char *p = data;
     size_t at = 0;
-    for (unsigned taken = 0; taken < POLL_TAKE_MAX; taken++) {
+    for (; wr->taken < POLL_TAKE_MAX; wr->taken++) {
         wire_header h;
         const unsigned char *body;
         const char *why;
+        if (at == len)
+            break;
+        wr->stuck = true; /* until this frame is taken */
         if (wire_frame_at(p + at, len - at, wr->c->reader.max_body, &h, &body, &why) != 1 ||
             h.op != WIRE_SEND || (h.flags & WIRE_FLAG_SYSTEM) || h.type >= TR_MSG_SYSTEM)
-            break; /* the loop's to handle, or to refuse */
+            break; /* the loop's to handle, or to refuse (or cut by the ring's end) */
         size_t body_len = h.length;
         uint64_t ref;
         if (!node_ask_ref(&h, &body, &body_len, &ref))
@@ -54,6 +59,7 @@ static size_t take_sends(void *arg, const void *data, size_t len)
         tr_msg *m = node_message_of(h.type, h.flags, body, body_len);
         if (!m)
             break; /* out of memory: the loop will try */
+        wr->stuck = false;
         batch *b = &wr->b;
         if (b->n == BATCH_MAX || (b->n && b->to.bits != h.to))
             worker_flush(wr);
@@ -79,6 +85,8 @@ static bool poll_lane(lane *l, void *worker)
             worker_read wr = {.c = c, .worker = worker};
             if (c->ops->read(c->t, take_sends, &wr, false) > 0)
                 atomic_store_explicit(&c->heard, true, memory_order_relaxed);
+            if (wr.stuck) /* what is left is the loop's to read */
+                c->ops->wake(c->t);
             delivered = wr.delivered;
         }
         pthread_mutex_unlock(&c->read_lock);

@@ -371,8 +371,6 @@ static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data,
         if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
             wake_peer(t);
     }
-    if (took < n && !on_loop)
-        kick(t);
     return took;
 }
 

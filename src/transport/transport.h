@@ -64,9 +64,8 @@ typedef struct transport_ops {
      * those offered it consumed (from the start; fewer stops the offer).
      * Returns how many were consumed in all. NULL for a transport that hands
      * bytes to on_data instead. Any thread, one at a time (the owner's lock
-     * serialises readers) while the transport is open; off the loop
-     * (on_loop false), bytes left unconsumed are the loop's: the transport
-     * calls on_readable on the loop soon. */
+     * serialises readers) while the transport is open. A reader off the
+     * loop that leaves bytes it cannot handle calls wake. */
     size_t (*read)(transport *t, size_t (*take)(void *arg, const void *data, size_t len),
                    void *arg, bool on_loop);
     /* Makes the loop look for bytes soon (transports with a read op). Any
