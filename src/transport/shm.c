@@ -48,6 +48,7 @@
 
 #define SPIN_NS 200000 /* how long an idle reader spins before it sleeps */
 #define WATCH_MS 1     /* how often the loop looks while a worker watches the ring */
+#define BOUNCE 4096    /* bytes copied to offer a frame cut by the ring's end whole */
 
 typedef struct ring {
     _Alignas(CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: the writer's */
@@ -363,9 +364,23 @@ static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data,
     }
     size_t n = (size_t)(head - tail), at = (size_t)(tail & (RING_BYTES - 1));
     size_t first = RING_BYTES - at < n ? RING_BYTES - at : n;
-    size_t took = offer(r, at, first, take, arg);
-    if (took == first && n > first && !(on_loop && t->closing))
+    size_t took = offer(r, at, first, take, arg), rest = first - took;
+    if (rest && rest < BOUNCE && n > first) {
+        /* Maybe a frame cut by the ring's end: offer it whole, from a copy
+         * of its two pieces, and what follows it from the ring again. A
+         * reader that took less than all would otherwise leave it to the
+         * loop, which would then read everything after it too. */
+        unsigned char bounce[BOUNCE];
+        size_t more = BOUNCE - rest < n - first ? BOUNCE - rest : n - first;
+        memcpy(bounce, r->data + at + took, rest);
+        memcpy(bounce + rest, r->data, more);
+        size_t again = take(arg, bounce, rest + more);
+        took += again;
+        if (again > rest && again - rest < n - first)
+            took += offer(r, again - rest, n - first - (again - rest), take, arg);
+    } else if (!rest && n > first && !(on_loop && t->closing)) {
         took += offer(r, 0, n - first, take, arg);
+    }
     if (took) {
         atomic_store(&r->tail, tail + took); /* seq_cst: then the waiting flag is read */
         if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
