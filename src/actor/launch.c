@@ -291,39 +291,24 @@ static bool transport_known(const char *t)
 
 /* uv_spawn must run on the loop thread: the caller waits for it there. */
 typedef struct spawn_task {
-    io_task task;
+    io_waited waited;
     const child_plan *plan;
     int rc;
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    bool finished;
 } spawn_task;
 
 static void spawn_on_loop(io_task *task, uv_loop_t *loop)
 {
-    spawn_task *t = container_of(task, spawn_task, task);
+    spawn_task *t = container_of(task, spawn_task, waited.task);
     const child_plan *p = t->plan;
-    int rc = loop ? io_spawn_child(loop, p->argv[0], p->argv, p->env, p->fds, p->nfds, NULL, NULL)
-                  : UV_ECANCELED;
-    pthread_mutex_lock(&t->lock);
-    t->rc = rc;
-    t->finished = true;
-    pthread_cond_signal(&t->done);
-    pthread_mutex_unlock(&t->lock);
+    t->rc = loop ? io_spawn_child(loop, p->argv[0], p->argv, p->env, p->fds, p->nfds, NULL, NULL)
+                 : UV_ECANCELED;
+    io_waited_done(&t->waited);
 }
 
 static int spawn_via_loop(io_loop *io, const child_plan *plan)
 {
-    spawn_task t = {.task.run = spawn_on_loop, .plan = plan};
-    pthread_mutex_init(&t.lock, NULL);
-    pthread_cond_init(&t.done, NULL);
-    io_loop_submit(io, &t.task);
-    pthread_mutex_lock(&t.lock);
-    while (!t.finished)
-        pthread_cond_wait(&t.done, &t.lock);
-    pthread_mutex_unlock(&t.lock);
-    pthread_mutex_destroy(&t.lock);
-    pthread_cond_destroy(&t.done);
+    spawn_task t = {.waited.task.run = spawn_on_loop, .plan = plan};
+    io_loop_submit_wait(io, &t.waited);
     return t.rc == 0 ? 0 : TR_EINVAL;
 }
 

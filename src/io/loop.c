@@ -116,6 +116,28 @@ void io_loop_free(io_loop *l)
     free(l);
 }
 
+void io_loop_submit_wait(io_loop *l, io_waited *w)
+{
+    w->done = false;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    io_loop_submit(l, &w->task);
+    pthread_mutex_lock(&w->lock);
+    while (!w->done)
+        pthread_cond_wait(&w->cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
+void io_waited_done(io_waited *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
 void io_loop_submit(io_loop *l, io_task *task)
 {
     task->next = NULL;

@@ -9,6 +9,8 @@
 #define TR_IO_LOOP_H
 
 #include <stdbool.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <uv.h>
 
 typedef struct io_loop io_loop;
@@ -45,5 +47,19 @@ void io_loop_free(io_loop *l);
 
 /* Queues task to run on the loop thread. Any thread. */
 void io_loop_submit(io_loop *l, io_task *task);
+
+/* A task a thread outside the loop waits for: the task (on the loop, when
+ * it runs or later) calls io_waited_done once it is over. */
+typedef struct io_waited {
+    io_task task;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} io_waited;
+
+/* Submits w (w->task.run set by the caller) and blocks until
+ * io_waited_done(w). Not from the loop thread. */
+void io_loop_submit_wait(io_loop *l, io_waited *w);
+void io_waited_done(io_waited *w);
 
 #endif

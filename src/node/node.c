@@ -549,24 +549,16 @@ int node_connect(node *n, const char *scheme, int fd, uint16_t expected)
 /* ---- saying goodbye -------------------------------------------------------------- */
 
 typedef struct goodbye {
-    io_task task;
+    io_waited waited;
     io_closable closable; /* the deadline's: first of what the timer's data points to */
     uv_timer_t deadline;
     node *node;
-    pthread_mutex_t lock;
-    pthread_cond_t said;
-    bool done;
 } goodbye;
 
-static void goodbye_signal(goodbye *g)
+static void deadline_closed(uv_handle_t *h)
 {
-    pthread_mutex_lock(&g->lock);
-    g->done = true;
-    pthread_cond_signal(&g->said);
-    pthread_mutex_unlock(&g->lock);
+    io_waited_done(&container_of(h, goodbye, deadline)->waited);
 }
-
-static void deadline_closed(uv_handle_t *h) { goodbye_signal(container_of(h, goodbye, deadline)); }
 
 /* Every connection has closed: node_goodbye may return, once the timer is. */
 static void goodbye_said(node *n)
@@ -586,10 +578,10 @@ static void goodbye_late(uv_timer_t *t)
 
 static void goodbye_on_loop(io_task *task, uv_loop_t *loop)
 {
-    goodbye *g = container_of(task, goodbye, task);
+    goodbye *g = container_of(task, goodbye, waited.task);
     node *n = g->node;
     if (!loop || !n->connections) {
-        goodbye_signal(g);
+        io_waited_done(&g->waited);
         return;
     }
     n->goodbye = g;
@@ -616,14 +608,6 @@ void node_goodbye(node *n)
 {
     if (!n)
         return;
-    goodbye g = {.task.run = goodbye_on_loop, .node = n};
-    pthread_mutex_init(&g.lock, NULL);
-    pthread_cond_init(&g.said, NULL);
-    io_loop_submit(n->io, &g.task);
-    pthread_mutex_lock(&g.lock);
-    while (!g.done)
-        pthread_cond_wait(&g.said, &g.lock);
-    pthread_mutex_unlock(&g.lock);
-    pthread_cond_destroy(&g.said);
-    pthread_mutex_destroy(&g.lock);
+    goodbye g = {.waited.task.run = goodbye_on_loop, .node = n};
+    io_loop_submit_wait(n->io, &g.waited);
 }
