@@ -378,11 +378,31 @@ static void on_closed(void *owner, int error)
         goodbye_said(n);
 }
 
-/* read's take on the loop: everything, through the reader. */
+/* read's take on the loop: everything, through the reader, but for the
+ * part of a small frame at the end. That part stays with the transport,
+ * where a worker can read the frame once it is whole: taken into the
+ * reader, it would keep workers out until the loop had read its end. */
 static size_t take_all(void *arg, const void *data, size_t len)
 {
-    on_data(arg, data, len);
-    return len;
+    connection *c = arg;
+    size_t whole = len;
+    if (c->reader.start == c->reader.end && !c->claims && c->peer) {
+        const unsigned char *p = data;
+        size_t at = 0;
+        while (len - at >= WIRE_HEADER_SIZE) {
+            size_t frame = WIRE_HEADER_SIZE + (size_t)wire_get32(p + at + 8);
+            if (frame > len - at)
+                break;
+            at += frame;
+        }
+        size_t frame = len - at >= WIRE_HEADER_SIZE ? WIRE_HEADER_SIZE + wire_get32(p + at + 8)
+                                                    : WIRE_HEADER_SIZE;
+        if (frame <= c->ops->whole_max)
+            whole = at; /* the rest of the tail will come */
+    }
+    if (whole) /* not for nothing: a tail alone is not a sign of life */
+        on_data(c, data, whole);
+    return whole;
 }
 
 static bool on_readable(void *owner, bool wait)

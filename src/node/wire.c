@@ -24,7 +24,7 @@ void wire_put64(unsigned char *p, uint64_t v)
 
 static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-static uint32_t get32(const unsigned char *p)
+uint32_t wire_get32(const unsigned char *p)
 {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--)
@@ -71,7 +71,7 @@ int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_bo
     if (in[2] != WIRE_VERSION)
         return fail(why, "unsupported protocol version");
     wire_header h = {.op = in[3], .flags = get16(in + 4), .credit = get16(in + 6),
-                     .length = get32(in + 8), .type = get32(in + 12),
+                     .length = wire_get32(in + 8), .type = wire_get32(in + 12),
                      .from = wire_get64(in + 16), .to = wire_get64(in + 24)};
     if (h.op < WIRE_HELLO || h.op > WIRE_OP_LAST)
         return fail(why, "unknown operation");
@@ -184,7 +184,7 @@ int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len,
         size_t held = r->end - r->start;
         size_t want = held < WIRE_HEADER_SIZE
                           ? WIRE_HEADER_SIZE - held
-                          : WIRE_HEADER_SIZE + get32(r->buf + r->start + 8) - held;
+                          : WIRE_HEADER_SIZE + wire_get32(r->buf + r->start + 8) - held;
         size_t n = want < *len ? want : *len;
         if ((rc = wire_reader_feed(r, *data, n)) != 0)
             return rc;

@@ -43,9 +43,10 @@ typedef struct wire_header {
     uint64_t from, to;
 } wire_header;
 
-/* A 64-bit little-endian field. */
+/* 64- and 32-bit little-endian fields. */
 void wire_put64(unsigned char *p, uint64_t v);
 uint64_t wire_get64(const unsigned char *p);
+uint32_t wire_get32(const unsigned char *p);
 
 /* Writes h as 32 little-endian bytes. */
 void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE]);

@@ -653,5 +653,5 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 }
 
 const transport_ops transport_shm = {
-    .scheme = "shm", .gather_max = 512, .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
+    .scheme = "shm", .gather_max = 512, .whole_max = BOUNCE / 2, .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
     .read = shm_read, .wake = kick, .close = shm_close};

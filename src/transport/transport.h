@@ -44,6 +44,10 @@ typedef struct transport_ops {
     /* Frames up to this size are worth gathering with others before send
      * (one copy more, one send fewer); larger ones go to send alone. */
     size_t gather_max;
+    /* With a read op: a frame of at most this many bytes (header included)
+     * cut by the buffer's end is offered whole once it has all arrived, so a
+     * reader may leave the part of one it was offered for a later read. */
+    size_t whole_max;
     /* Opens a transport over the endpoint fd, which it takes over (closed
      * with the transport, or at once on failure). Returns 0 or a negative
      * libuv code. Not blocking. */
