@@ -625,6 +625,13 @@ static void *run_and_free(void *sys)
 /* Tells the test node 2 is up: a remote spawn was answered. */
 static _Atomic int peer_answered;
 
+static bool wait_for(_Atomic int *flag)
+{
+    for (int i = 0; i < 5000 && !*flag; i++)
+        usleep(1000);
+    return *flag;
+}
+
 static int syncer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
 {
     (void)state, (void)arg;
@@ -815,6 +822,55 @@ static void nodes__free__says_goodbye_then_cuts_a_peer_that_stays(void **state)
     alarm(0);
 }
 
+/* Two nodes freed at the same time each read the other's goodbye and close:
+ * neither waits for the deadline (4 heartbeats of a minute here, far past
+ * the alarm), over either transport. */
+static void goodbyes_cross(const char *transport)
+{
+    alarm(60);
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.heartbeat_ms = 60000;
+    tr_system *a, *b;
+    cfg.node_id = 1;
+    assert_int_equal(tr_system_new(&cfg, &a), 0);
+    cfg.node_id = 2;
+    assert_int_equal(tr_system_new(&cfg, &b), 0);
+    assert_int_equal(tr_register_behavior(b, &echo), 0);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
+    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
+    peer_answered = 0;
+    assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
+    pthread_t ta, tb;
+    pthread_create(&tb, NULL, run, b);
+    pthread_create(&ta, NULL, run, a);
+    assert_true(wait_for(&peer_answered)); /* both handshakes are over */
+    tr_system_stop(a);
+    tr_system_stop(b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_create(&ta, NULL, free_system, a);
+    pthread_create(&tb, NULL, free_system, b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    alarm(0);
+}
+
+static void nodes__both_freed_at_once_pipe__goodbyes_cross(void **state)
+{
+    (void)state;
+    goodbyes_cross("pipe");
+}
+
+static void nodes__both_freed_at_once_shm__goodbyes_cross(void **state)
+{
+    (void)state;
+    goodbyes_cross("shm");
+}
+
 /* ---- a second connection for a node that is still connected ---- */
 
 static _Atomic int node2_down;
@@ -855,13 +911,6 @@ static void join_and_run(tr_system *a, tr_system *b, pthread_t *thread)
     assert_int_equal(tr_system_connect(a, fds[0]), 0);
     assert_int_equal(tr_system_connect(b, fds[1]), 0);
     pthread_create(thread, NULL, run, a);
-}
-
-static bool wait_for(_Atomic int *flag)
-{
-    for (int i = 0; i < 5000 && !*flag; i++)
-        usleep(1000);
-    return *flag;
 }
 
 static void stop_and_free(tr_system *sys, pthread_t thread)
@@ -1189,6 +1238,8 @@ int main(void)
         cmocka_unit_test(nodes__silent_peer__cut_off_after_missed_heartbeats),
         cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
         cmocka_unit_test(nodes__free__says_goodbye_then_cuts_a_peer_that_stays),
+        cmocka_unit_test(nodes__both_freed_at_once_pipe__goodbyes_cross),
+        cmocka_unit_test(nodes__both_freed_at_once_shm__goodbyes_cross),
         cmocka_unit_test(nodes__names__exchanged_in_the_handshake),
         cmocka_unit_test(nodes__messages_larger_than_the_ring_pipe__arrive_whole),
         cmocka_unit_test(nodes__messages_larger_than_the_ring_shm__arrive_whole),
