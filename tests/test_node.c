@@ -822,6 +822,71 @@ static void nodes__free__says_goodbye_then_cuts_a_peer_that_stays(void **state)
     alarm(0);
 }
 
+/* A peer that says goodbye: what it sent before arrives, what follows the
+ * goodbye is ignored, node 1 closes the connection (the peer kept its end
+ * open) and the node is down for its watchers. */
+enum { MSG_HEARD = 70, MSG_HEARD_ALL };
+
+static _Atomic int heard_count, heard_down;
+
+static int hearer_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_monitor_node(ctx, 5, NULL);
+}
+
+static void hearer_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    int *count = state;
+    if (tr_msg_type(msg) == MSG_HEARD)
+        ++*count;
+    else if (tr_msg_type(msg) == TR_MSG_DOWN) /* behind the messages: */
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_HEARD_ALL, NULL, 0));
+    else if (tr_msg_type(msg) == MSG_HEARD_ALL) {
+        heard_count = *count;
+        heard_down = 1;
+        tr_system_stop(tr_ctx_system(ctx));
+    }
+}
+
+static const tr_behavior hearer = {.name = "hearer", .state_size = sizeof(int),
+                                   .init = hearer_init, .receive = hearer_receive};
+
+static void raw_send(int fd, tr_addr to, uint32_t type)
+{
+    unsigned char h[32] = {'T', 'R', 1, 2};
+    for (int i = 0; i < 4; i++)
+        h[12 + i] = (unsigned char)(type >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        h[24 + i] = (unsigned char)(to.bits >> (8 * i));
+    write_all(fd, h, sizeof h);
+}
+
+static void nodes__peer_says_goodbye__rest_ignored_and_node_down(void **state)
+{
+    (void)state;
+    alarm(60);
+    heard_count = heard_down = 0;
+    tr_system *a = node_system(1);
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect(a, fds[0]), 0);
+    tr_addr hearer_addr;
+    assert_int_equal(tr_system_spawn(a, &hearer, NULL, &hearer_addr), 0);
+    raw_hello(fds[1], 5);
+    raw_send(fds[1], hearer_addr, MSG_HEARD);
+    raw_send(fds[1], hearer_addr, MSG_HEARD);
+    raw_frame(fds[1], 10, NULL, 0); /* GOODBYE */
+    raw_send(fds[1], hearer_addr, MSG_HEARD); /* after it: not read */
+    assert_int_equal(tr_system_run(a), 0);
+    assert_int_equal(read_to_end(fds[1]), 0); /* node 1 closed its end */
+    close(fds[1]);
+    tr_system_free(a);
+    alarm(0);
+    assert_int_equal(heard_down, 1);
+    assert_int_equal(heard_count, 2);
+}
+
 /* Two nodes freed at the same time each read the other's goodbye and close:
  * neither waits for the deadline (4 heartbeats of a minute here, far past
  * the alarm), over either transport. */
@@ -1239,6 +1304,7 @@ int main(void)
         cmocka_unit_test(nodes__second_connection_for_a_node__waits_for_the_first_to_end),
         cmocka_unit_test(nodes__free__says_goodbye_then_cuts_a_peer_that_stays),
         cmocka_unit_test(nodes__both_freed_at_once_pipe__goodbyes_cross),
+        cmocka_unit_test(nodes__peer_says_goodbye__rest_ignored_and_node_down),
         cmocka_unit_test(nodes__both_freed_at_once_shm__goodbyes_cross),
         cmocka_unit_test(nodes__names__exchanged_in_the_handshake),
         cmocka_unit_test(nodes__messages_larger_than_the_ring_pipe__arrive_whole),
