@@ -379,14 +379,15 @@ static void on_closed(void *owner, int error)
 }
 
 /* read's take on the loop: everything, through the reader, but for the
- * part of a small frame at the end. That part stays with the transport,
- * where a worker can read the frame once it is whole: taken into the
- * reader, it would keep workers out until the loop had read its end. */
+ * part of a small frame at the end (unless c->last_read). That part stays
+ * with the transport, where a worker can read the frame once it is whole:
+ * taken into the reader, it would keep workers out until the loop had read
+ * its end. */
 static size_t take_all(void *arg, const void *data, size_t len)
 {
     connection *c = arg;
     size_t whole = len;
-    if (c->reader.start == c->reader.end && !c->claims && c->peer) {
+    if (c->reader.start == c->reader.end && !c->claims && c->peer && !c->last_read) {
         const unsigned char *p = data;
         size_t at = 0;
         while (len - at >= WIRE_HEADER_SIZE) {
@@ -405,13 +406,15 @@ static size_t take_all(void *arg, const void *data, size_t len)
     return whole;
 }
 
-static bool on_readable(void *owner, bool wait)
+static bool on_readable(void *owner, bool last)
 {
     connection *c = owner;
-    if (!wait && pthread_mutex_trylock(&c->read_lock) != 0)
+    if (!last && pthread_mutex_trylock(&c->read_lock) != 0)
         return true; /* a worker is reading */
-    if (wait)
+    if (last) {
         pthread_mutex_lock(&c->read_lock);
+        c->last_read = true; /* every byte now: a frame cut short is the peer's fault */
+    }
     size_t took = c->ops->read(c->t, take_all, c, true);
     pthread_mutex_unlock(&c->read_lock);
     return took > 0;

@@ -31,6 +31,7 @@ typedef struct connection {
     enum { BYE_NONE, BYE_SAID, BYE_HEARD } bye;
     _Atomic bool heard;         /* a worker read frames since the last heartbeat check */
     bool polled;                /* loop thread: workers may read it (its lane's reader) */
+    bool last_read;             /* loop thread: the transport is ending: take every byte */
     /* Loop thread: the node this connection's HELLO named while another
      * connection to that node was still up (a restarted process, before its
      * old connection's end was seen), and since when. Its frames wait in

@@ -22,9 +22,11 @@ typedef struct transport_callbacks {
      * read op). */
     void (*on_data)(void *owner, const void *data, size_t len);
     /* Bytes may be waiting: the owner reads them with read (transports with
-     * a read op), after another thread reading finishes if wait, else not
-     * then. Returns whether it read any, or another thread was reading. */
-    bool (*on_readable)(void *owner, bool wait);
+     * a read op), unless another thread is reading. With last, the transport
+     * is about to end: the owner waits for such a reader, and takes every
+     * byte left (the start of a frame too). Returns whether it read any, or
+     * another thread was reading. */
+    bool (*on_readable)(void *owner, bool last);
     /* Whether another thread watches for bytes now (transports with a read
      * op): the loop then only looks now and then, instead of spinning.
      * When that thread stops watching, it calls wake. */
