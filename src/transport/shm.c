@@ -25,6 +25,8 @@
  * frees room. */
 #include "transport.h"
 
+#include "offer.h"
+
 #include "../io/loop.h"
 #include "../platform/platform.h"
 
@@ -48,7 +50,6 @@
 
 #define SPIN_NS 200000 /* how long an idle reader spins before it sleeps */
 #define WATCH_MS 1     /* how often the loop looks while a worker watches the ring */
-#define BOUNCE 4096    /* bytes copied to offer a frame cut by the ring's end whole */
 
 typedef struct ring {
     _Alignas(CACHE_LINE) _Atomic uint64_t head; /* bytes ever written: the writer's */
@@ -335,16 +336,6 @@ static int shm_send(transport *t, const void *a, size_t alen, const void *b, siz
 
 static void read_ring_cb(uv_idle_t *h);
 
-/* Offers what the span of n bytes at `at` in the ring holds to take;
- * returns how many it took. */
-static size_t offer(ring *r, size_t at, size_t n,
-                    size_t (*take)(void *arg, const void *data, size_t len), void *arg)
-{
-    size_t took = take(arg, r->data + at, n);
-    assert(took <= n);
-    return took;
-}
-
 static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data, size_t len),
                        void *arg, bool on_loop)
 {
@@ -362,25 +353,8 @@ static size_t shm_read(transport *t, size_t (*take)(void *arg, const void *data,
             kick(t);
         return 0;
     }
-    size_t n = (size_t)(head - tail), at = (size_t)(tail & (RING_BYTES - 1));
-    size_t first = RING_BYTES - at < n ? RING_BYTES - at : n;
-    size_t took = offer(r, at, first, take, arg), rest = first - took;
-    if (rest && rest < BOUNCE && n > first) {
-        /* Maybe a frame cut by the ring's end: offer it whole, from a copy
-         * of its two pieces, and what follows it from the ring again. A
-         * reader that took less than all would otherwise leave it to the
-         * loop, which would then read everything after it too. */
-        unsigned char bounce[BOUNCE];
-        size_t more = BOUNCE - rest < n - first ? BOUNCE - rest : n - first;
-        memcpy(bounce, r->data + at + took, rest);
-        memcpy(bounce + rest, r->data, more);
-        size_t again = take(arg, bounce, rest + more);
-        took += again;
-        if (again > rest && again - rest < n - first)
-            took += offer(r, again - rest, n - first - (again - rest), take, arg);
-    } else if (!rest && n > first && !(on_loop && t->closing)) {
-        took += offer(r, 0, n - first, take, arg);
-    }
+    size_t took = offer_read(r->data, RING_BYTES, tail, (size_t)(head - tail),
+                             !(on_loop && t->closing), take, arg);
     if (took) {
         atomic_store(&r->tail, tail + took); /* seq_cst: then the waiting flag is read */
         if (atomic_load(&r->writer_waiting) && atomic_exchange(&r->writer_waiting, 0))
@@ -653,5 +627,5 @@ static int shm_open_fd(uv_loop_t *loop, int fd, const transport_callbacks *cb, v
 }
 
 const transport_ops transport_shm = {
-    .scheme = "shm", .gather_max = 512, .whole_max = BOUNCE / 2, .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
+    .scheme = "shm", .gather_max = 512, .whole_max = OFFER_BOUNCE / 2, .open = shm_open_fd, .send = shm_send, .backlog = shm_backlog,
     .read = shm_read, .wake = kick, .close = shm_close};
