@@ -1,6 +1,6 @@
-/* Offering a ring's bytes to a reader: shared by the transports whose
- * bytes wait in a ring that any thread may read (shm's shared ring, the
- * pipe's read ring). Not part of the transport interface. */
+/* Offering a ring's bytes to a reader, for a transport whose bytes wait in
+ * a ring that any thread may read (shm). Not part of the transport
+ * interface. */
 #ifndef TR_TRANSPORT_OFFER_H
 #define TR_TRANSPORT_OFFER_H
 
