@@ -705,7 +705,7 @@ static void raw_frame(int fd, uint8_t op, const void *body, uint32_t len)
         write_all(fd, body, len);
 }
 
-static void raw_hello(int fd, uint16_t node)
+static void raw_hello_named(int fd, uint16_t node, const char *name)
 {
     msgpack_sbuffer b;
     msgpack_sbuffer_init(&b);
@@ -717,12 +717,14 @@ static void raw_hello(int fd, uint16_t node)
     msgpack_pack_str_with_body(&pk, "node", 4);
     msgpack_pack_uint16(&pk, node);
     msgpack_pack_str_with_body(&pk, "name", 4);
-    msgpack_pack_str_with_body(&pk, "raw", 3);
+    msgpack_pack_str_with_body(&pk, name, strlen(name));
     msgpack_pack_str_with_body(&pk, "caps", 4);
     msgpack_pack_uint32(&pk, 0);
     raw_frame(fd, 1, b.data, (uint32_t)b.size);
     msgpack_sbuffer_destroy(&b);
 }
+
+static void raw_hello(int fd, uint16_t node) { raw_hello_named(fd, node, "raw"); }
 
 /* Reads frames until EOF; returns how many heartbeats came. */
 static int heartbeats_until_eof(int fd)
@@ -829,7 +831,8 @@ static void nodes__free__says_goodbye_then_cuts_a_peer_that_stays(void **state)
 
 /* A peer that says goodbye: what it sent before arrives, what follows the
  * goodbye is ignored, node 1 closes the connection (the peer kept its end
- * open) and the node is down for its watchers. */
+ * open) and the node is down for its watchers. Its name, which holds a
+ * control character, is kept with that character replaced. */
 enum { MSG_HEARD = 70, MSG_HEARD_ALL };
 
 static _Atomic int heard_count, heard_down;
@@ -878,7 +881,7 @@ static void nodes__peer_says_goodbye__rest_ignored_and_node_down(void **state)
     assert_int_equal(tr_system_connect(a, fds[0]), 0);
     tr_addr hearer_addr;
     assert_int_equal(tr_system_spawn(a, &hearer, NULL, &hearer_addr), 0);
-    raw_hello(fds[1], 5);
+    raw_hello_named(fds[1], 5, "r\x1b[2Jaw"); /* a name with a control character */
     raw_send(fds[1], hearer_addr, MSG_HEARD);
     raw_send(fds[1], hearer_addr, MSG_HEARD);
     raw_frame(fds[1], 10, NULL, 0); /* GOODBYE */
@@ -886,6 +889,9 @@ static void nodes__peer_says_goodbye__rest_ignored_and_node_down(void **state)
     assert_int_equal(tr_system_run(a), 0);
     assert_int_equal(read_to_end(fds[1]), 0); /* node 1 closed its end */
     close(fds[1]);
+    char name[TR_NAME_MAX + 1];
+    assert_int_equal(tr_node_name(a, 5, name, sizeof name), 0);
+    assert_string_equal(name, "r?[2Jaw"); /* made harmless for logs */
     tr_system_free(a);
     alarm(0);
     assert_int_equal(heard_down, 1);

@@ -262,7 +262,9 @@ static void hello_in(connection *c, const wire_header *h, const unsigned char *b
         broken(c, "the peer is not the node expected on this connection");
         return;
     }
-    strcpy(c->peer_name, hello.name);
+    for (size_t i = 0; (c->peer_name[i] = hello.name[i]); i++)
+        if ((unsigned char)hello.name[i] < 0x20 || hello.name[i] == 0x7f)
+            c->peer_name[i] = '?'; /* it goes to logs: no control characters */
     if (node_route(n, hello.node)) { /* wait: the old one may be about to end */
         c->claims = hello.node;
         c->claimed_at = uv_now(n->loop);
