@@ -168,8 +168,10 @@ TR_API int tr_system_new(const tr_config *cfg, tr_system **out);
 TR_API int tr_system_run(tr_system *sys);
 
 /* Asks a running system to stop: workers finish the handler they are in and
- * tr_system_run returns. Messages still queued stay queued. Any thread,
- * handlers included. */
+ * tr_system_run returns. Messages still queued stay queued. A call before
+ * tr_system_run has begun (on another thread, say) or after it returned has
+ * no effect: to stop a run started elsewhere, first know it runs (an actor
+ * of it has run). Any thread, handlers included. */
 TR_API void tr_system_stop(tr_system *sys);
 
 /* Ends every live actor (terminate with TR_EXIT_SHUTDOWN), drops queued

@@ -628,6 +628,39 @@ static void *run_and_free(void *sys)
     return NULL;
 }
 
+/* An actor whose init marks its system as running: a tr_system_stop made
+ * before tr_system_run has begun has no effect, so tests that stop a system
+ * they started on a thread wait for this first. */
+static int running_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)ctx, (void)state;
+    _Atomic int *up;
+    memcpy(&up, tr_msg_data(arg), sizeof up);
+    *up = 1;
+    return 0;
+}
+
+static void running_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx, (void)state, (void)msg;
+}
+
+static const tr_behavior running_probe = {.name = "running", .init = running_init,
+                                          .receive = running_receive};
+
+/* Runs sys on a new thread; returns once it runs. */
+static void run_started(tr_system *sys, pthread_t *thread)
+{
+    static _Atomic int up;
+    up = 0;
+    _Atomic int *flag = &up;
+    assert_int_equal(tr_system_spawn(sys, &running_probe, tr_msg_new(0, &flag, sizeof flag), NULL),
+                     0);
+    pthread_create(thread, NULL, run, sys);
+    while (!up)
+        usleep(1000);
+}
+
 /* Tells the test node 2 is up: a remote spawn was answered. */
 static _Atomic int peer_answered;
 
@@ -933,8 +966,8 @@ static void goodbyes_cross(const char *transport)
     peer_answered = 0;
     assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
     pthread_t ta, tb;
-    pthread_create(&tb, NULL, run, b);
-    pthread_create(&ta, NULL, run, a);
+    run_started(b, &tb);
+    run_started(a, &ta);
     assert_true(wait_for(&peer_answered)); /* both handshakes are over */
     tr_system_stop(a);
     tr_system_stop(b);
@@ -1314,8 +1347,8 @@ static void nodes__names__exchanged_in_the_handshake(void **state)
     peer_answered = 0;
     assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
     pthread_t ta, tb;
-    pthread_create(&tb, NULL, run, b);
-    pthread_create(&ta, NULL, run, a);
+    run_started(b, &tb);
+    run_started(a, &ta);
     assert_true(wait_for(&peer_answered)); /* both handshakes are over */
     char name[TR_NAME_MAX + 1], want[TR_NAME_MAX + 1];
     assert_int_equal(tr_node_name(b, 1, name, sizeof name), 0);
