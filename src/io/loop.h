@@ -8,7 +8,6 @@
 #ifndef TR_IO_LOOP_H
 #define TR_IO_LOOP_H
 
-#include <stdbool.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <uv.h>
