@@ -30,7 +30,6 @@
 #include "../io/loop.h"
 #include "../platform/platform.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
