@@ -26,29 +26,39 @@ enum { COUNT = 100000 };
 
 static _Atomic int verified, local_refused;
 
-static tr_system *node_system(uint16_t id)
+/* Node id with 2 workers and heartbeats heartbeat_ms apart (0: default). */
+static tr_system *beating_node(uint16_t id, uint32_t heartbeat_ms)
 {
     tr_config cfg;
     tr_config_init(&cfg);
     cfg.workers = 2;
     cfg.node_id = id;
+    cfg.heartbeat_ms = heartbeat_ms;
     tr_system *sys;
     assert_int_equal(tr_system_new(&cfg, &sys), 0);
     return sys;
 }
 
-/* Nodes 1 and 2 joined by a socket pair over transport; node 2 can spawn
- * beh (NULL: nothing) by name. */
-static void node_pair(const char *transport, const tr_behavior *beh, tr_system **a, tr_system **b)
+static tr_system *node_system(uint16_t id) { return beating_node(id, 0); }
+
+/* Nodes 1 and 2 (heartbeats heartbeat_ms apart, 0: default) joined by a
+ * socket pair over transport; node 2 can spawn beh (NULL: nothing) by name. */
+static void beating_pair(const char *transport, uint32_t heartbeat_ms, const tr_behavior *beh,
+                         tr_system **a, tr_system **b)
 {
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    *a = node_system(1);
-    *b = node_system(2);
+    *a = beating_node(1, heartbeat_ms);
+    *b = beating_node(2, heartbeat_ms);
     if (beh)
         assert_int_equal(tr_register_behavior(*b, beh), 0);
     assert_int_equal(tr_system_connect_via(*a, fds[0], transport), 0);
     assert_int_equal(tr_system_connect_via(*b, fds[1], transport), 0);
+}
+
+static void node_pair(const char *transport, const tr_behavior *beh, tr_system **a, tr_system **b)
+{
+    beating_pair(transport, 0, beh, a, b);
 }
 
 /* ---- node 2: the sink checks order and sums ---- */
@@ -949,20 +959,8 @@ static void nodes__peer_says_goodbye__rest_ignored_and_node_down(void **state)
 static void goodbyes_cross(const char *transport)
 {
     alarm(60);
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.workers = 1;
-    cfg.heartbeat_ms = 60000;
     tr_system *a, *b;
-    cfg.node_id = 1;
-    assert_int_equal(tr_system_new(&cfg, &a), 0);
-    cfg.node_id = 2;
-    assert_int_equal(tr_system_new(&cfg, &b), 0);
-    assert_int_equal(tr_register_behavior(b, &echo), 0);
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
-    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
+    beating_pair(transport, 60000, &echo, &a, &b);
     peer_answered = 0;
     assert_int_equal(tr_system_spawn(a, &syncer, NULL, NULL), 0);
     pthread_t ta, tb;
@@ -1012,18 +1010,6 @@ static void node2_watcher_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
 static const tr_behavior node2_watcher = {
     .name = "node2-watcher", .init = node2_watcher_init, .receive = node2_watcher_receive};
 
-static tr_system *beating_system(uint16_t id)
-{
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.workers = 2;
-    cfg.node_id = id;
-    cfg.heartbeat_ms = 50;
-    tr_system *sys;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
-    return sys;
-}
-
 /* Joins a (a node 1) to b (node 2) over a new socket pair, and runs a. */
 static void join_and_run(tr_system *a, tr_system *b, pthread_t *thread)
 {
@@ -1048,8 +1034,8 @@ static void stop_and_free(tr_system *sys, pthread_t thread)
 static void nodes__second_connection_for_a_node__waits_for_the_first_to_end(void **state)
 {
     (void)state;
-    tr_system *b = beating_system(2), *first = beating_system(1), *again = beating_system(1),
-              *third = beating_system(1);
+    tr_system *b = beating_node(2, 50), *first = beating_node(1, 50), *again = beating_node(1, 50),
+              *third = beating_node(1, 50);
     assert_int_equal(tr_register_behavior(b, &echo), 0);
     pthread_t tb, t1, t2, t3;
     pthread_create(&tb, NULL, run, b);
@@ -1275,20 +1261,8 @@ static void big_messages(const char *transport)
     big_answered = 0;
     /* Heartbeats of a minute: this test is about sizes, and a slow build
      * (valgrind) may take seconds over the largest. */
-    tr_config cfg;
-    tr_config_init(&cfg);
-    cfg.workers = 2;
-    cfg.heartbeat_ms = 60000;
     tr_system *a, *b;
-    cfg.node_id = 1;
-    assert_int_equal(tr_system_new(&cfg, &a), 0);
-    cfg.node_id = 2;
-    assert_int_equal(tr_system_new(&cfg, &b), 0);
-    assert_int_equal(tr_register_behavior(b, &weigher), 0);
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
-    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
+    beating_pair(transport, 60000, &weigher, &a, &b);
     pthread_t tb;
     pthread_create(&tb, NULL, run, b);
     assert_int_equal(tr_system_spawn(a, &big_sender, NULL, NULL), 0);
