@@ -316,11 +316,26 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
     }
 }
 
-static void on_data(void *owner, const void *data, size_t len)
+/* Whether the len bytes at p, with nothing held in c's reader, are only
+ * the first part of a frame of at most `keep` bytes: a part the loop may
+ * leave with its transport until the frame is whole. */
+static bool small_tail(const connection *c, const unsigned char *p, size_t len, size_t keep)
 {
-    connection *c = owner;
+    if (!keep || len == 0 || c->reader.start != c->reader.end || c->claims || !c->peer)
+        return false;
+    size_t frame = len < WIRE_HEADER_SIZE ? WIRE_HEADER_SIZE
+                                          : WIRE_HEADER_SIZE + (size_t)wire_get32(p + 8);
+    return frame > len && frame <= keep;
+}
+
+/* Frames in: what arrived, or (keep > 0) all of it but the part of a frame
+ * of at most keep bytes at its end. Returns how many bytes it took. */
+static size_t frames_in(connection *c, const unsigned char *data, size_t len, size_t keep)
+{
     if (c->why || c->bye == BYE_HEARD)
-        return; /* closing: ignore the rest */
+        return len; /* closing: ignore the rest */
+    if (small_tail(c, data, len, keep))
+        return 0; /* not for nothing: a tail alone is not a sign of life */
     c->last_in = uv_now(c->node->loop);
     wire_header h;
     const unsigned char *body, *at = data;
@@ -331,9 +346,9 @@ static void on_data(void *owner, const void *data, size_t len)
     if (c->claims) { /* waiting to take over from an older connection: keep it all */
         if (len && wire_reader_feed(&c->reader, data, len) != 0)
             broken(c, "out of memory");
-        return;
+        return len;
     }
-    while (!c->why && c->bye != BYE_HEARD && !c->claims &&
+    while (!c->why && c->bye != BYE_HEARD && !c->claims && !small_tail(c, at, len, keep) &&
            (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
         frame_in(c, &b, &h, body);
     if (c->claims && len && wire_reader_feed(&c->reader, at, len) != 0)
@@ -344,7 +359,13 @@ static void on_data(void *owner, const void *data, size_t len)
         tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
         broken(c, rc == TR_ENOMEM ? "out of memory" : why);
+    /* a tail left: it stays with the transport; otherwise all was taken */
+    return c->why || c->claims || c->bye == BYE_HEARD || !small_tail(c, at, len, keep)
+               ? (size_t)(at - data) + len
+               : (size_t)(at - data);
 }
+
+static void on_data(void *owner, const void *data, size_t len) { frames_in(owner, data, len, 0); }
 
 static void on_closed(void *owner, int error)
 {
@@ -388,24 +409,7 @@ static void on_closed(void *owner, int error)
 static size_t take_all(void *arg, const void *data, size_t len)
 {
     connection *c = arg;
-    size_t whole = len;
-    if (c->reader.start == c->reader.end && !c->claims && c->peer && !c->last_read) {
-        const unsigned char *p = data;
-        size_t at = 0;
-        while (len - at >= WIRE_HEADER_SIZE) {
-            size_t frame = WIRE_HEADER_SIZE + (size_t)wire_get32(p + at + 8);
-            if (frame > len - at)
-                break;
-            at += frame;
-        }
-        size_t frame = len - at >= WIRE_HEADER_SIZE ? WIRE_HEADER_SIZE + wire_get32(p + at + 8)
-                                                    : WIRE_HEADER_SIZE;
-        if (frame <= c->ops->whole_max)
-            whole = at; /* the rest of the tail will come */
-    }
-    if (whole) /* not for nothing: a tail alone is not a sign of life */
-        on_data(c, data, whole);
-    return whole;
+    return frames_in(c, data, len, c->last_read ? 0 : c->ops->whole_max);
 }
 
 static bool on_readable(void *owner, bool last)
@@ -597,7 +601,7 @@ static void goodbye_late(uv_timer_t *t)
 {
     goodbye *g = container_of(t, goodbye, deadline);
     for (connection *c = g->node->connections; c; c = c->next)
-        if (!c->why)
+        if (!c->why && c->bye != BYE_HEARD) /* not closing already */
             broken(c, "no answer to our goodbye in time");
 }
 
@@ -617,15 +621,14 @@ static void goodbye_on_loop(io_task *task, uv_loop_t *loop)
     for (connection *c = n->connections; c; c = c->next) {
         if (c->why || c->bye != BYE_NONE)
             continue; /* closing already */
+        atomic_store_explicit(&c->cut, true, memory_order_relaxed); /* workers read no more */
         if (!c->peer || c->claims) { /* no peer yet to say it to */
-            c->bye = true;
-            atomic_store_explicit(&c->cut, true, memory_order_relaxed);
+            c->bye = BYE_HEARD;
             c->ops->close(c->t);
             continue;
         }
         empty_frame_out(c, WIRE_GOODBYE); /* after everything sent before */
-        c->bye = true; /* what comes now is not read: its reader is leaving */
-        atomic_store_explicit(&c->cut, true, memory_order_relaxed);
+        c->bye = BYE_SAID; /* from now on only the peer's goodbye is read */
     }
 }
 
