@@ -192,6 +192,7 @@ typedef struct tr_stats {
     uint64_t node_dropped; /* frames to nodes with no connection (down, or never joined) */
     uint64_t node_backlog_peak; /* most bytes seen waiting on our side for one node */
     uint64_t node_waits;   /* times an actor was paused until a node's backlog drained */
+    uint64_t node_holds;   /* times reading from a node waited for an overloaded actor */
     unsigned workers;
 } tr_stats;
 

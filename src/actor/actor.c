@@ -165,7 +165,8 @@ static inline __attribute__((always_inline)) int deliver(tr_system *sys, sched_w
     mailbox_push(system_lane ? &a->system : &a->mailbox, &link->node);
     /* relaxed: a hint; mute.c decides under sequentially consistent reads. */
     if (sender && !sender->mute_on &&
-        atomic_load_explicit(&a->pressure, memory_order_relaxed) == PRESSURE_OVERLOADED)
+        (atomic_load_explicit(&a->pressure, memory_order_relaxed) & ~PRESSURE_HOLDS) ==
+            PRESSURE_OVERLOADED)
         sender->mute_on = a;
     /* seq_cst load after the seq_cst push: if the runner has just cleared
      * `scheduled`, either we see 0 here or it sees our message. An ended
@@ -183,20 +184,50 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
     return deliver(sys, w, from, to, msg, system_lane, ref, NULL);
 }
 
-int actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_item *items,
-                       unsigned n)
+/* Bytes from other nodes an unbounded mailbox may hold (since it was last
+ * found empty) before their connections stop reading for it; a message
+ * counts its payload and this much more. */
+#define REMOTE_QUEUED_MAX (1u << 20)
+#define REMOTE_MSG_COST 64u
+
+/* Whether n more messages from another node, of `bytes` in all, put a too
+ * far behind; if so, a is flagged overloaded, before they are pushed, so
+ * that its runner sees the flag when it drains them (see actor_hold). */
+static bool remote_behind(actor *a, unsigned n, uint64_t bytes)
+{
+    bool behind;
+    if (a->bound) {
+        behind = 2 * (uint64_t)atomic_load_explicit(&a->queued, memory_order_relaxed) + 2 * n > a->bound;
+    } else {
+        uint64_t add = bytes + (uint64_t)n * REMOTE_MSG_COST;
+        uint32_t step = add < REMOTE_QUEUED_MAX ? (uint32_t)add : REMOTE_QUEUED_MAX;
+        /* relaxed: an estimate (the runner's reset may drop a step). */
+        behind = atomic_fetch_add_explicit(&a->queued, step, memory_order_relaxed) >=
+                 REMOTE_QUEUED_MAX - step;
+    }
+    if (behind)
+        atomic_fetch_or(&a->pressure, PRESSURE_OVERLOADED);
+    return behind;
+}
+
+bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_item *items,
+                        unsigned n)
 {
     actor *a = NULL;
     if (!atomic_load_explicit(&sys->closing, memory_order_relaxed) && addr_node(to) == sys->node_id)
         a = find(sys, NULL, to); /* pinned */
     if (!a || a->bound) { /* dead, stopping, or bounded: one at a time, as always */
+        bool behind = a && remote_behind(a, n, 0);
+        for (unsigned i = 0; i < n; i++)
+            actor_deliver(sys, NULL, items[i].from, to, items[i].msg, false, items[i].ref);
         if (a)
             unpin(a);
-        int rc = 0;
-        for (unsigned i = 0; i < n; i++)
-            rc = actor_deliver(sys, NULL, items[i].from, to, items[i].msg, false, items[i].ref);
-        return rc;
+        return behind;
     }
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < n; i++)
+        bytes += items[i].msg->len;
+    bool behind = remote_behind(a, n, bytes);
     msg_link *first = NULL, *last = NULL;
     for (unsigned i = 0; i < n; i++) {
         tr_msg *m = items[i].msg;
@@ -219,7 +250,34 @@ int actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_i
             schedule(sys, a, w);
     }
     unpin(a);
-    return 0;
+    return behind;
+}
+
+bool actor_hold(tr_system *sys, tr_addr to)
+{
+    actor *a = find(sys, NULL, to); /* pinned: it cannot end and release before we set the flag */
+    if (!a)
+        return false;
+    /* A CAS, against mute.c's parking on a node's backlog: an actor that a
+     * connection waits for is never parked, and a parked one never waited
+     * for, so no cycle of waits forms across nodes. */
+    uint8_t p = atomic_load(&a->pressure);
+    bool held = false;
+    while ((p & PRESSURE_OVERLOADED) && !(p & PRESSURE_MUTED) &&
+           !(held = atomic_compare_exchange_weak(&a->pressure, &p, p | PRESSURE_HOLDS)))
+        ;
+    unpin(a);
+    return held;
+}
+
+bool actor_holding(tr_system *sys, tr_addr to)
+{
+    actor *a = find(sys, NULL, to);
+    if (!a)
+        return false;
+    bool holding = atomic_load(&a->pressure) & PRESSURE_HOLDS;
+    unpin(a);
+    return holding;
 }
 
 /* True (and msg released) when a user tries to send a runtime message type. */
@@ -481,7 +539,7 @@ static void actor_end(tr_ctx *ctx, actor *a, int reason)
         cpu_relax();
     drain(sys, ctx->worker, a, reason);
     if (a->started) { /* whoever waits on us goes on */
-        atomic_store(&a->pressure, 0);
+        atomic_fetch_and(&a->pressure, PRESSURE_HOLDS); /* which mute_release clears */
         mute_release(sys, ctx->worker, a);
     }
     watch_fire(ctx, a, reason);
@@ -584,7 +642,10 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w, bool gather)
             sched_requeue(w, &a->run_node); /* more waiting: after the others */
         return;
     }
-    if (atomic_load_explicit(&a->pressure, memory_order_relaxed) & PRESSURE_OVERLOADED) {
+    if (!a->bound && atomic_load_explicit(&a->queued, memory_order_relaxed))
+        atomic_store_explicit(&a->queued, 0, memory_order_relaxed); /* nothing from afar waits */
+    if (atomic_load_explicit(&a->pressure, memory_order_relaxed) &
+        (PRESSURE_OVERLOADED | PRESSURE_HOLDS)) {
         atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_OVERLOADED); /* drained */
         mute_release(sys, w, a);
     }

@@ -55,12 +55,14 @@ typedef struct actor {
      * Aligned so two actors never share a cache line. */
     _Alignas(CACHE_LINE) _Atomic uint64_t life;
     _Atomic uint32_t scheduled; /* 1 while queued or running: one scheduler at a time */
-    _Atomic uint32_t queued;    /* user messages queued, counted only when bounded */
+    /* Bounded: user messages queued. Unbounded: bytes delivered from other
+     * nodes since the mailbox was last found empty (see actor_hold). */
+    _Atomic uint32_t queued;
     mailbox mailbox;            /* user messages; head by senders, tail by the runner */
     uint32_t bound;             /* most user messages queued; 0 = unbounded */
     uint8_t overflow;           /* a tr_overflow policy, when bounded */
     bool started;
-    _Atomic uint8_t pressure;   /* PRESSURE_OVERLOADED / _MUTED, see mute.c */
+    _Atomic uint8_t pressure;   /* PRESSURE_OVERLOADED / _MUTED / _HOLDS, see mute.c */
     const tr_behavior *behavior;
     void *state;
     /* Line 2: the system lane and what only the runner and spawn touch. */
@@ -78,6 +80,7 @@ typedef struct actor {
 
 #define PRESSURE_OVERLOADED 1u /* its last turn ended with messages left over */
 #define PRESSURE_MUTED 2u      /* parked until the actor it sent to drains */
+#define PRESSURE_HOLDS 4u      /* a connection's reading waits for it to drain */
 
 _Static_assert(sizeof(actor) == 2 * CACHE_LINE, "an actor control block is two cache lines");
 
@@ -191,10 +194,21 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
  * to `to` as actor_deliver would one by one, with one pin, one push of a
  * chain and one scheduling: on worker w when given (a worker between turns,
  * on its thread), else through the inject queue (the io thread). Takes
- * every message. Returns 0, TR_EDEAD or TR_ESTOPPED. */
+ * every message. Returns whether `to` is behind (see actor_hold). */
 struct node_item;
-int actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const struct node_item *items,
-                       unsigned n);
+bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const struct node_item *items,
+                        unsigned n);
+
+/* actor_deliver_many says an actor is behind when more than 1 MiB from
+ * other nodes waits in its mailbox (a bounded one: when it is half full),
+ * and flags it overloaded before the push, so its runner sees the flag
+ * when it drains what was pushed. A connection's reading then waits for it
+ * to drain (actor_hold): true if that stands (node_resume follows its
+ * drain or end), false if it is not overloaded any more, is parked itself,
+ * or has ended. actor_holding: whether `to` still has a connection waiting
+ * so. Any thread. */
+bool actor_hold(tr_system *sys, tr_addr to);
+bool actor_holding(tr_system *sys, tr_addr to);
 
 /* Asks (ask.c), on the asking actor's runner: a reply that arrived in the
  * system lane (true: hand it to receive), and an ask's deadline. */

@@ -18,7 +18,15 @@
  * The same parking serves flow control between nodes: an actor whose turn
  * sent to a node while more than NODE_BACKLOG_MAX bytes for it waited on
  * our side (the other process reads slower than we send) is parked until
- * they have gone. */
+ * they have gone.
+ *
+ * And the other way: a connection that delivers to an overloaded actor
+ * stops reading (node.c's hold) until that actor drains, so the bytes wait
+ * in the ring or the socket, then on the sending side, whose actors are
+ * parked as above: a slow actor slows its remote senders instead of
+ * filling its mailbox. No cycle forms across nodes: an actor that a
+ * connection waits for is never parked (PRESSURE_HOLDS and PRESSURE_MUTED
+ * are set by CAS, each only without the other), and it drains. */
 #include "actor.h"
 
 #include "../node/node.h"
@@ -44,6 +52,13 @@ void mute_release(tr_system *sys, sched_worker *w, actor *a)
         resume(sys, w, x);
         x = next;
     }
+    /* seq_cst, likewise: a connection that set the flag before this reads
+     * again (node_resume); one after saw OVERLOADED clear and did not hold. */
+    if (atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_HOLDS) & PRESSURE_HOLDS) {
+        node *n = atomic_load_explicit(&sys->node, memory_order_acquire);
+        if (n && !atomic_load(&sys->closing)) /* else the loop is gone, with every hold */
+            node_resume(n);
+    }
 }
 
 void mute_resume(tr_system *sys, actor *a) { resume(sys, NULL, a); }
@@ -55,7 +70,13 @@ void mute_resume(tr_system *sys, actor *a) { resume(sys, NULL, a); }
 static bool mute_on_node(tr_ctx *ctx, actor *a)
 {
     node *n = atomic_load_explicit(&ctx->sys->node, memory_order_acquire);
-    atomic_fetch_or(&a->pressure, PRESSURE_MUTED);
+    /* A CAS, against actor_hold: a connection waiting for a is never parked
+     * behind a (else two nodes could each wait for the other's reading). */
+    uint8_t p = atomic_load(&a->pressure);
+    do
+        if (p & PRESSURE_HOLDS)
+            return false;
+    while (!atomic_compare_exchange_weak(&a->pressure, &p, p | PRESSURE_MUTED));
     if (n && node_wait_drained(n, ctx->mute_on_node, a))
         return true; /* a may be resumed and run elsewhere from here on */
     atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_MUTED);
@@ -70,7 +91,7 @@ bool mute_after_turn(tr_ctx *ctx, actor *a)
     if (!t || t == a || (atomic_load(&a->pressure) & PRESSURE_OVERLOADED))
         return false;
     /* t cannot be recycled before this turn ends (see limbo in actor.h). */
-    if (atomic_load(&t->pressure) != PRESSURE_OVERLOADED ||
+    if ((atomic_load(&t->pressure) & ~PRESSURE_HOLDS) != PRESSURE_OVERLOADED ||
         (atomic_load(&t->life) & LIFE_CLOSED))
         return false;
     atomic_fetch_or(&a->pressure, PRESSURE_MUTED);

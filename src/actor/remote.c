@@ -330,9 +330,12 @@ static int deliver_batch_in(void *arg, void *worker, tr_addr to, node_item *item
     for (unsigned i = 0; i < n; i++)
         if (!allowed(items[i].msg, false, items[i].ref))
             return TR_EPROTO;
-    actor_deliver_many(arg, worker, to, items, n);
-    return 0;
+    return actor_deliver_many(arg, worker, to, items, n) ? NODE_OVERLOADED : 0;
 }
+
+static bool hold_in(void *arg, tr_addr to) { return actor_hold(arg, to); }
+
+static bool holding_in(void *arg, tr_addr to) { return actor_holding(arg, to); }
 
 static void deliver_named_in(void *arg, const char *name, tr_addr from, tr_msg *msg)
 {
@@ -420,7 +423,7 @@ static void drained(void *arg, void *waiter) { mute_resume(arg, waiter); }
 
 static const node_callbacks callbacks = {
     .drained = drained,
-    .deliver = deliver_in, .deliver_batch = deliver_batch_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
+    .deliver = deliver_in, .deliver_batch = deliver_batch_in, .hold = hold_in, .holding = holding_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
     .spawn_reply = spawn_reply_in, .connection_up = connection_up,
     .connection_closed = connection_closed};
 
@@ -528,6 +531,7 @@ void actor_remote_stats(tr_system *sys, tr_stats *out)
     out->node_dropped = n ? node_dropped(n) : 0;
     out->node_backlog_peak = n ? node_backlog_peak(n) : 0;
     out->node_waits = n ? node_waits(n) : 0;
+    out->node_holds = n ? node_holds(n) : 0;
     pthread_mutex_unlock(&sys->io_lock);
 }
 

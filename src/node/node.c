@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static void resume_on_loop(io_task *task, uv_loop_t *loop);
+
 int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io,
              const node_callbacks *cb, void *arg, node **out)
 {
@@ -28,6 +30,7 @@ int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io,
         return TR_ENOMEM;
     }
     strcpy(n->name, name);
+    n->resume.run = resume_on_loop;
     atomic_init(&n->handshaking, 0);
     atomic_init(&n->dropped, 0);
     *out = n;
@@ -166,10 +169,13 @@ static void batch_flush(connection *c, batch *b)
     node *n = c->node;
     unsigned count = b->n;
     b->n = 0;
-    if (n->cb->deliver_batch(n->arg, NULL, b->to, b->items, count) != 0) {
+    int rc = n->cb->deliver_batch(n->arg, NULL, b->to, b->items, count);
+    if (rc < 0) {
         for (unsigned i = 0; i < count; i++)
             tr_msg_unref(b->items[i].msg);
         broken(c, "a runtime message this peer may not send, or with a malformed payload");
+    } else if (rc == NODE_OVERLOADED) {
+        connection_hold(c, b->to);
     }
 }
 
@@ -316,6 +322,32 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
     }
 }
 
+bool connection_held(const connection *c)
+{
+    return atomic_load_explicit(&c->held_on, memory_order_relaxed) != 0;
+}
+
+/* Whether c's reading waits for an actor now: not once the node is leaving
+ * or the transport ending, when every byte still counts. Loop thread. */
+static bool reading_held(const connection *c)
+{
+    return c->bye == BYE_NONE && !c->last_read && connection_held(c);
+}
+
+void connection_hold(connection *c, tr_addr to)
+{
+    node *n = c->node;
+    if (connection_held(c) || c->bye != BYE_NONE || c->last_read)
+        return;
+    /* seq_cst: the mark before the actor's flag (hold), so that a drain
+     * clearing the flag after this finds the mark when it resumes us. */
+    atomic_store(&c->held_on, to.bits);
+    if (n->cb->hold(n->arg, to))
+        atomic_fetch_add_explicit(&n->holds, 1, memory_order_relaxed); /* a statistic */
+    else
+        atomic_store(&c->held_on, 0); /* it drained meanwhile */
+}
+
 /* Whether the len bytes at p, with nothing held in c's reader, are only
  * the first part of a frame of at most `keep` bytes: a part the loop may
  * leave with its transport until the frame is whole. */
@@ -348,7 +380,8 @@ static size_t frames_in(connection *c, const unsigned char *data, size_t len, si
             broken(c, "out of memory");
         return len;
     }
-    while (!c->why && c->bye != BYE_HEARD && !c->claims && !small_tail(c, at, len, keep) &&
+    while (!c->why && c->bye != BYE_HEARD && !c->claims && !reading_held(c) &&
+           !small_tail(c, at, len, keep) &&
            (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
         frame_in(c, &b, &h, body);
     if (c->claims && len && wire_reader_feed(&c->reader, at, len) != 0)
@@ -359,6 +392,17 @@ static size_t frames_in(connection *c, const unsigned char *data, size_t len, si
         tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
         broken(c, rc == TR_ENOMEM ? "out of memory" : why);
+    if (!c->why && !c->claims && c->bye != BYE_HEARD && len && reading_held(c)) {
+        if (c->ops->read)
+            return (size_t)(at - data); /* the rest waits in the ring */
+        if (wire_reader_feed(&c->reader, at, len) != 0) { /* the rest of this read waits here */
+            broken(c, "out of memory");
+        } else if (!c->paused) { /* and the stream behind it in the socket */
+            c->paused = true;
+            c->ops->pause(c->t, true);
+        }
+        return (size_t)(at - data) + len;
+    }
     /* a tail left: it stays with the transport; otherwise all was taken */
     return c->why || c->claims || c->bye == BYE_HEARD || !small_tail(c, at, len, keep)
                ? (size_t)(at - data) + len
@@ -430,7 +474,8 @@ static bool on_readable(void *owner, bool last)
 static bool watched(void *owner)
 {
     connection *c = owner;
-    return c->polled && atomic_load(&c->node->poller) != NULL;
+    /* Held: the loop need not spin either; node_resume wakes it. */
+    return connection_held(c) || (c->polled && atomic_load(&c->node->poller) != NULL);
 }
 
 static void on_drained(void *owner)
@@ -443,6 +488,51 @@ static void on_drained(void *owner)
 static const transport_callbacks connection_callbacks = {
     .on_data = on_data, .on_readable = on_readable, .watched = watched,
     .on_drained = on_drained, .on_closed = on_closed};
+
+/* ---- holding: an overloaded actor stops the reading that feeds it ------------ */
+
+/* Loop thread: c reads again, first what its reader kept (pipe: the rest
+ * of the read that met the hold), which may hold it again. */
+static void unhold(connection *c)
+{
+    static const unsigned char nothing[1];
+    atomic_store(&c->held_on, 0);
+    if (c->why || c->bye == BYE_HEARD)
+        return;
+    if (!c->ops->read && !c->claims && c->reader.start != c->reader.end)
+        frames_in(c, nothing, 0, 0);
+    if (c->why || connection_held(c))
+        return;
+    if (c->paused) {
+        c->paused = false;
+        c->ops->pause(c->t, false);
+    } else if (c->ops->wake) {
+        c->ops->wake(c->t); /* the loop reads at once if no worker does */
+    }
+}
+
+/* Loop thread: every connection held on an actor that has drained since
+ * reads again. */
+static void resume_on_loop(io_task *task, uv_loop_t *loop)
+{
+    node *n = container_of(task, node, resume);
+    atomic_store(&n->resume_queued, false); /* a drain from now on queues us again */
+    if (!loop)
+        return;
+    for (connection *c = n->connections; c; c = c->next) {
+        uint64_t to = atomic_load(&c->held_on);
+        if (to && !n->cb->holding(n->arg, (tr_addr){to}))
+            unhold(c);
+    }
+}
+
+void node_resume(node *n)
+{
+    if (!atomic_exchange(&n->resume_queued, true))
+        io_loop_submit(n->io, &n->resume);
+}
+
+uint64_t node_holds(node *n) { return atomic_load_explicit(&n->holds, memory_order_relaxed); }
 
 /* ---- heartbeats ------------------------------------------------------------------ */
 
@@ -464,8 +554,9 @@ static void on_beat(uv_timer_t *t)
         next = c->next; /* broken() only starts closing: c stays listed */
         if (c->why || c->bye != BYE_NONE)
             continue;
-        if (atomic_exchange_explicit(&c->heard, false, memory_order_relaxed))
-            c->last_in = now; /* workers read from it */
+        if (atomic_exchange_explicit(&c->heard, false, memory_order_relaxed) ||
+            connection_held(c))
+            c->last_in = now; /* workers read from it, or we do not read: not its silence */
         if (c->claims && now - c->claimed_at >= NODE_SILENT_BEATS * beat) {
             broken(c, "the peer's node is connected already, and that connection goes on");
             continue;
@@ -629,6 +720,8 @@ static void goodbye_on_loop(io_task *task, uv_loop_t *loop)
         }
         empty_frame_out(c, WIRE_GOODBYE); /* after everything sent before */
         c->bye = BYE_SAID; /* from now on only the peer's goodbye is read */
+        if (connection_held(c))
+            unhold(c); /* no actor runs any more to drain */
     }
 }
 

@@ -32,11 +32,20 @@ typedef struct node_callbacks {
     int (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
                    uint64_t ref);
     /* n user-lane messages for one local actor, in order (a run of SEND
-     * frames to it). Returns 0 having taken them all, or TR_EPROTO having
-     * taken none (the peer may not send one of them). worker is what the
-     * caller of node_poll passed, or NULL on the loop thread. Called on the
-     * loop thread, or on the thread of node_poll. */
+     * frames to it). Returns 0 having taken them all, NODE_OVERLOADED
+     * having taken them all to an actor that cannot keep up (see hold), or
+     * TR_EPROTO having taken none (the peer may not send one of them).
+     * worker is what the caller of node_poll passed, or NULL on the loop
+     * thread. Called on the loop thread, or on the thread of node_poll. */
     int (*deliver_batch)(void *arg, void *worker, tr_addr to, node_item *items, unsigned n);
+    /* The connection that just delivered to the overloaded actor `to`
+     * stops reading until `to` drains: true if that stands (node_resume
+     * comes once it has drained or ended), false if it is too late (it
+     * drained, ended, or is parked itself). Same threads as deliver_batch. */
+    bool (*hold)(void *arg, tr_addr to);
+    /* Whether reading still waits for `to` (its drain not yet seen). Loop
+     * thread. */
+    bool (*holding)(void *arg, tr_addr to);
     /* A message for a local actor by name; takes msg. */
     void (*deliver_named)(void *arg, const char *name, tr_addr from, tr_msg *msg);
     /* Peer asks us to spawn the behaviour registered as name, with init (may
@@ -62,6 +71,7 @@ typedef struct node_callbacks {
  * connection sends a heartbeat, and a peer silent for NODE_SILENT_BEATS of
  * them is cut off as down. Returns 0, TR_EINVAL or TR_ENOMEM. */
 #define NODE_SILENT_BEATS 4
+#define NODE_OVERLOADED 1 /* deliver_batch: taken, and the receiver cannot keep up */
 #define NODE_HELLO_MS 30000 /* at least this long for a new connection's HELLO */
 int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
              void *arg, node **out);
@@ -73,6 +83,10 @@ int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io, 
  * runs (after tr_system_run returned), from a thread other than the loop.
  * Blocks until every connection has closed. Accepts NULL. */
 void node_goodbye(node *n);
+
+/* An actor that held connections (see hold) drained or ended: the loop
+ * reads them again. Any thread. */
+void node_resume(node *n);
 
 /* Frees the node; its io loop must be stopped first (which closes every
  * connection). Accepts NULL. */
@@ -132,6 +146,10 @@ bool node_wait_drained(node *n, uint16_t peer, void *waiter);
  * waited. Any thread. */
 uint64_t node_backlog_peak(node *n);
 uint64_t node_waits(node *n);
+
+/* How many times a connection's reading waited for an overloaded actor to
+ * drain (see hold). Any thread. */
+uint64_t node_holds(node *n);
 
 /* Reads the connections that idle threads may read (shared memory) when no
  * other thread is: plain user messages go to their actors through

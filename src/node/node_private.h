@@ -38,6 +38,12 @@ typedef struct connection {
      * the reader until the old connection ends. */
     uint16_t claims;
     uint64_t claimed_at;
+    /* The local actor whose drain reading waits for (an address's bits), or
+     * 0: set by the reader that delivered to it overloaded, cleared on the
+     * loop (see node_resume). While set, workers do not read the
+     * connection and the loop reads it only at its end. */
+    _Atomic uint64_t held_on;
+    bool paused; /* loop thread: the transport's pause is on */
 } connection;
 
 /* One per peer node, made on first use, never freed before the node: how
@@ -84,6 +90,9 @@ struct node {
     _Atomic uint64_t backlog_peak, waits;
     _Atomic(void *) poller; /* the worker that polls, or NULL */
     struct goodbye *goodbye; /* loop thread: ending every connection (node_goodbye) */
+    io_task resume;             /* node_resume's look at held connections */
+    _Atomic bool resume_queued; /* resume is queued and has not started */
+    _Atomic uint64_t holds;     /* times a connection's reading waited for an actor */
 };
 
 /* A frame on its way to the loop thread. */
@@ -105,10 +114,14 @@ typedef struct batch {
     node_item items[BATCH_MAX];
 } batch;
 
-/* node.c: the connection to peer (loop thread); a message for a frame's
+/* node.c: the connection to peer (loop thread); c stops reading until the
+ * overloaded actor `to` drains (the thread that read c, holding its read
+ * lock on a worker), and whether it is so held; a message for a frame's
  * body; a SEND's ask reference, moving body and len past it (false when
  * missing or zero). */
 connection *node_route(node *n, uint16_t peer);
+void connection_hold(connection *c, tr_addr to);
+bool connection_held(const connection *c);
 tr_msg *node_message_of(uint32_t type, uint16_t wire_flags, const void *body, size_t len);
 bool node_ask_ref(const wire_header *h, const unsigned char **body, size_t *len, uint64_t *ref);
 

@@ -3,7 +3,9 @@
  * runs itself, and leaves anything else (a control frame, a runtime
  * message, a frame cut by the ring's end, a malformed one) to the loop.
  * The connection's read lock keeps one reader at a time, and the lane's
- * poll lock keeps a worker from finding a connection that is being freed. */
+ * poll lock keeps a worker from finding a connection that is being freed.
+ * A delivery to an overloaded actor holds the connection (no worker reads
+ * it until that actor drains, see connection_hold). */
 #include "node_private.h"
 
 #include <assert.h>
@@ -32,8 +34,9 @@ static void worker_flush(worker_read *wr)
     wr->delivered = true;
     /* Plain user messages only, which the actor layer always accepts. */
     int rc = n->cb->deliver_batch(n->arg, wr->worker, b->to, b->items, count);
-    assert(rc == 0);
-    (void)rc;
+    assert(rc == 0 || rc == NODE_OVERLOADED);
+    if (rc == NODE_OVERLOADED) /* no more for now: the loop resumes us */
+        connection_hold(wr->c, b->to);
 }
 
 /* read's take on a worker: the whole plain user-lane SENDs at the front. */
@@ -42,7 +45,7 @@ static size_t take_sends(void *arg, const void *data, size_t len)
     worker_read *wr = arg;
     const unsigned char *p = data;
     size_t at = 0;
-    for (; wr->taken < POLL_TAKE_MAX; wr->taken++) {
+    for (; wr->taken < POLL_TAKE_MAX && !connection_held(wr->c); wr->taken++) {
         wire_header h;
         const unsigned char *body;
         const char *why;
@@ -81,7 +84,7 @@ static bool poll_lane(lane *l, void *worker)
     connection *c = l->reader;
     if (c && !atomic_load_explicit(&c->cut, memory_order_relaxed) &&
         pthread_mutex_trylock(&c->read_lock) == 0) {
-        if (c->reader.start == c->reader.end && !c->reader.failed) {
+        if (c->reader.start == c->reader.end && !c->reader.failed && !connection_held(c)) {
             worker_read wr = {.c = c, .worker = worker};
             if (c->ops->read(c->t, take_sends, &wr, false) > 0)
                 atomic_store_explicit(&c->heard, true, memory_order_relaxed);

@@ -273,8 +273,18 @@ static int pipe_send(transport *t, const void *a, size_t alen, const void *b, si
 
 static size_t pipe_backlog(transport *t) { return atomic_load(&t->backlog); }
 
+static void pipe_pause(transport *t, bool paused)
+{
+    if (t->closing)
+        return;
+    int rc = paused ? uv_read_stop((uv_stream_t *)&t->pipe)
+                    : uv_read_start((uv_stream_t *)&t->pipe, on_alloc, on_read);
+    if (rc != 0)
+        fail(t, rc);
+}
+
 const transport_ops transport_pipe = {.scheme = "pipe", .gather_max = 16384, .open = pipe_open, .send = pipe_send,
-                                      .backlog = pipe_backlog, .close = pipe_close};
+                                      .backlog = pipe_backlog, .pause = pipe_pause, .close = pipe_close};
 
 const transport_ops *transport_find(const char *scheme)
 {

@@ -77,6 +77,11 @@ typedef struct transport_ops {
     /* Makes the loop look for bytes soon (transports with a read op). Any
      * thread, while the transport is open. */
     void (*wake)(transport *t);
+    /* Stops (paused) or starts again handing bytes to on_data (transports
+     * with no read op: the others' bytes simply stay in the ring while the
+     * owner does not take them). The end of the stream is not noticed while
+     * paused. Loop thread. */
+    void (*pause)(transport *t, bool paused);
     /* Closes (idempotent); on_closed follows with 0 unless an error came first. */
     void (*close)(transport *t);
 } transport_ops;
