@@ -44,17 +44,23 @@ static tr_system *node_system(uint16_t id) { return beating_node(id, 0); }
 
 /* Nodes 1 and 2 (heartbeats heartbeat_ms apart, 0: default) joined by a
  * socket pair over transport; node 2 can spawn beh (NULL: nothing) by name. */
-static void beating_pair(const char *transport, uint32_t heartbeat_ms, const tr_behavior *beh,
-                         tr_system **a, tr_system **b)
+/* Joins a and b by a socket pair over transport. */
+static void pair_connect(const char *transport, tr_system *a, tr_system *b)
 {
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    assert_int_equal(tr_system_connect_via(a, fds[0], transport), 0);
+    assert_int_equal(tr_system_connect_via(b, fds[1], transport), 0);
+}
+
+static void beating_pair(const char *transport, uint32_t heartbeat_ms, const tr_behavior *beh,
+                         tr_system **a, tr_system **b)
+{
     *a = beating_node(1, heartbeat_ms);
     *b = beating_node(2, heartbeat_ms);
     if (beh)
         assert_int_equal(tr_register_behavior(*b, beh), 0);
-    assert_int_equal(tr_system_connect_via(*a, fds[0], transport), 0);
-    assert_int_equal(tr_system_connect_via(*b, fds[1], transport), 0);
+    pair_connect(transport, *a, *b);
 }
 
 static void node_pair(const char *transport, const tr_behavior *beh, tr_system **a, tr_system **b)
@@ -649,8 +655,11 @@ static tr_msg *addr_msg(tr_addr a) { return tr_msg_new(0, &a, sizeof a); }
 static void flow_control_both_ways(const char *transport)
 {
     cross_done = cross_bad = 0;
-    tr_system *a, *b;
-    beating_pair(transport, 60000, NULL, &a, &b);
+    /* The actors are made before the connection (and its io thread), so
+     * that ThreadSanitizer sees them made before the other node's messages
+     * reach them: it cannot see the ordering through shared memory mapped
+     * twice (both ends of a ring are in this one process). */
+    tr_system *a = beating_node(1, 60000), *b = beating_node(2, 60000);
     cross_sys[0] = a;
     cross_sys[1] = b;
     tr_addr sink_a, sink_b, relay_a, relay_b;
@@ -660,6 +669,7 @@ static void flow_control_both_ways(const char *transport)
     assert_int_equal(tr_system_spawn(b, &relay, addr_msg(sink_a), &relay_b), 0);
     assert_int_equal(tr_system_spawn(a, &cross_flood, addr_msg(relay_b), NULL), 0);
     assert_int_equal(tr_system_spawn(b, &cross_flood, addr_msg(relay_a), NULL), 0);
+    pair_connect(transport, a, b);
     alarm(120);
     pthread_t tb;
     pthread_create(&tb, NULL, run, b);
@@ -670,6 +680,65 @@ static void flow_control_both_ways(const char *transport)
     tr_system_free(b);
     assert_int_equal(cross_done, 2);
     assert_int_equal(cross_bad, 0);
+}
+
+/* ---- a slow actor with a bounded mailbox, flooded from another node ---- */
+
+static _Atomic long bounded_got;
+
+static void slow_counter_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    slow_receive(ctx, state, msg); /* 20 µs; counts the floods that come in order */
+    bounded_got = *(long *)state;
+}
+
+static const tr_behavior slow_counter = {
+    .name = "slow_counter", .state_size = sizeof(long), .receive = slow_counter_receive};
+
+/* A remote send to a full bounded mailbox cannot be refused to its sender
+ * (it has returned), so it is dropped. The connection stops reading once
+ * the mailbox is half full, so a flood of 3000 into a bound of 256 loses
+ * nothing (without that, nearly all of it was dropped). */
+static void bounded_flood(const char *transport)
+{
+    bounded_got = 0;
+    tr_system *a = beating_node(1, 60000), *b = beating_node(2, 60000);
+    tr_addr counter;
+    tr_spawn_opts opts = {.mailbox_bound = 256, .overflow = TR_OVERFLOW_REFUSE};
+    assert_int_equal(tr_system_spawn_opt(b, &slow_counter, NULL, &opts, &counter), 0);
+    assert_int_equal(tr_system_spawn(a, &cross_flood, addr_msg(counter), NULL), 0);
+    pair_connect(transport, a, b); /* after the actors: see flow_control_both_ways */
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, run, a);
+    pthread_create(&tb, NULL, run, b);
+    tr_stats st;
+    for (int ms = 0; ms < 60000; ms++) { /* until all came, or one was dropped */
+        tr_system_stats(b, &st);
+        if (bounded_got == CROSS_COUNT || st.overflowed)
+            break;
+        usleep(1000);
+    }
+    tr_system_stop(a);
+    tr_system_stop(b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    tr_system_free(a);
+    tr_system_free(b);
+    if (bounded_got != CROSS_COUNT || st.overflowed)
+        fail_msg("%s: %ld of %d arrived in order, %" PRIu64 " dropped", transport,
+                 (long)bounded_got, CROSS_COUNT, st.overflowed);
+}
+
+static void nodes__flood_to_a_slow_bounded_mailbox_pipe__nothing_dropped(void **state)
+{
+    (void)state;
+    bounded_flood("pipe");
+}
+
+static void nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped(void **state)
+{
+    (void)state;
+    bounded_flood("shm");
 }
 
 static void nodes__slow_relays_both_ways_pipe__no_deadlock_nothing_lost(void **state)
@@ -1489,6 +1558,8 @@ int main(void)
         cmocka_unit_test(nodes__remote_spawn_ask_monitor__work_as_locally),
         cmocka_unit_test(nodes__flood_to_a_slow_node_pipe__in_order_backlog_bounded),
         cmocka_unit_test(nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded),
+        cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_pipe__nothing_dropped),
+        cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped),
         cmocka_unit_test(nodes__slow_relays_both_ways_pipe__no_deadlock_nothing_lost),
         cmocka_unit_test(nodes__slow_relays_both_ways_shm__no_deadlock_nothing_lost),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),
