@@ -337,7 +337,9 @@ static bool reading_held(const connection *c)
 void connection_hold(connection *c, tr_addr to)
 {
     node *n = c->node;
-    if (connection_held(c) || c->bye != BYE_NONE || c->last_read)
+    /* (Not c->bye: the loop's alone. A hold made as the node says goodbye
+     * stops nothing: reading_held ignores it, and cut stops the workers.) */
+    if (connection_held(c) || c->last_read)
         return;
     /* seq_cst: the mark before the actor's flag (hold), so that a drain
      * clearing the flag after this finds the mark when it resumes us. */
