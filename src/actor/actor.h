@@ -276,6 +276,9 @@ int actor_remote_send(tr_system *sys, tr_addr from, tr_addr to, tr_msg *msg, boo
 /* Connects over fd with transport ("pipe" or "shm") to node expected (0:
  * whichever answers). Returns as tr_system_connect_via. */
 int actor_connect(tr_system *sys, int fd, const char *transport, uint16_t expected);
+/* Whether node is connected, or a connection to it is being made. Any
+ * thread. */
+bool actor_peer_near(tr_system *sys, uint16_t node);
 /* Frees what launch.c kept of the mesh, after the io loop stopped. */
 void actor_mesh_free(tr_system *sys);
 /* Fills the node counters of *out. Any thread. */

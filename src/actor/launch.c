@@ -416,9 +416,74 @@ static bool in_peers(const char *peers, uint16_t member)
     return false;
 }
 
+/* Members a restarted node could not reach at its start: dialled again
+ * every REDIAL_MS for REDIAL_FOR_MS. A member may not be listening yet
+ * because it is still starting (its own socket pair to us leads to our
+ * previous process, which is gone, so only we can join it): a machine
+ * under load showed that, and the member never learnt of our return. One
+ * that is not running at all is given up after that time. Loop thread. */
+#define REDIAL_MS 50
+#define REDIAL_FOR_MS 30000
+
+typedef struct redial {
+    io_closable closable; /* first: the loop's close-all finds it in the timer's data */
+    uv_timer_t timer;
+    io_task task; /* the start, on the loop */
+    tr_system *sys;
+    const char *transport; /* static */
+    char token[TOKEN_LEN + 1];
+    uint64_t until;  /* loop time, ms */
+    unsigned count; /* ids still to reach */
+    uint16_t ids[];
+} redial;
+
+static void redial_closed(uv_handle_t *h) { free(h->data); }
+
+/* Dials id of the mesh token; true once connected (or given to a
+ * connection that failed at once, which the node logs). */
+static bool dial_member(tr_system *sys, const char *token, const char *transport, uint16_t id)
+{
+    char name[96];
+    int fd;
+    mesh_name(name, sizeof name, token, transport, id);
+    if (io_dial(name, &fd) != 0)
+        return false; /* not listening (yet) */
+    if (actor_connect(sys, fd, transport, id) != 0)
+        close(fd);
+    return true;
+}
+
+static void redial_tick(uv_timer_t *t)
+{
+    redial *r = t->data;
+    unsigned left = 0;
+    for (unsigned i = 0; i < r->count; i++) /* (one that dialled us meanwhile is left be) */
+        if (!actor_peer_near(r->sys, r->ids[i]) &&
+            !dial_member(r->sys, r->token, r->transport, r->ids[i]))
+            r->ids[left++] = r->ids[i];
+    r->count = left;
+    if (left == 0 || uv_now(t->loop) >= r->until)
+        uv_close((uv_handle_t *)t, redial_closed);
+}
+
+static void redial_start(io_task *task, uv_loop_t *loop)
+{
+    redial *r = container_of(task, redial, task);
+    if (!loop) {
+        free(r);
+        return;
+    }
+    r->closable.on_close = redial_closed;
+    uv_timer_init(loop, &r->timer);
+    r->timer.data = r;
+    r->until = uv_now(loop) + REDIAL_FOR_MS;
+    uv_timer_start(&r->timer, redial_tick, REDIAL_MS, REDIAL_MS);
+}
+
 /* Joins the mesh named in the environment, if any: listens under our name
  * and dials every member we were given no connection to (we were started
- * again after a crash). Members not running are skipped. */
+ * again after a crash); those not listening are dialled again for a while
+ * (see redial). */
 static int join_mesh(tr_system *sys, const char *token, const char *members, const char *peers,
                      const char *transport)
 {
@@ -435,14 +500,23 @@ static int join_mesh(tr_system *sys, const char *token, const char *members, con
     free(ids);
     if (rc != 0)
         return rc;
-    char name[96];
+    redial *r = calloc(1, sizeof *r + n * sizeof r->ids[0]);
     for (const char *p = members; *p && next_member(&p, &id);) {
-        int fd;
-        if (id == sys->node_id || in_peers(peers, id))
+        if (id == sys->node_id || in_peers(peers, id) || dial_member(sys, token, transport, id))
             continue;
-        mesh_name(name, sizeof name, token, transport, id);
-        if (io_dial(name, &fd) == 0 && actor_connect(sys, fd, transport, id) != 0)
-            close(fd);
+        if (r)
+            r->ids[r->count++] = id; /* without memory, it is only not tried again */
+    }
+    if (r && r->count) {
+        io_loop *io;
+        actor_io(sys, &io); /* made by mesh_enter */
+        r->sys = sys;
+        r->transport = transport;
+        memcpy(r->token, token, sizeof r->token);
+        r->task.run = redial_start;
+        io_loop_submit(io, &r->task);
+    } else {
+        free(r);
     }
     return 0;
 }

@@ -58,6 +58,17 @@ static bool reachable(tr_system *sys, remote_registry *r, uint16_t node)
            (state == PEER_UNKNOWN && sys->node && node_handshaking(sys->node) > 0);
 }
 
+bool actor_peer_near(tr_system *sys, uint16_t node)
+{
+    remote_registry *r = registry(sys);
+    if (!r)
+        return false;
+    pthread_mutex_lock(&r->lock);
+    bool near = r->peer[node] == PEER_UP || r->peer[node] == PEER_CONNECTING;
+    pthread_mutex_unlock(&r->lock);
+    return near;
+}
+
 int remote_watch(tr_ctx *ctx, uint16_t node)
 {
     remote_registry *r = registry(ctx->sys);
