@@ -494,15 +494,19 @@ static const transport_callbacks connection_callbacks = {
 /* ---- holding: an overloaded actor stops the reading that feeds it ------------ */
 
 /* Loop thread: c reads again, first what its reader kept (pipe: the rest
- * of the read that met the hold), which may hold it again. */
+ * of the read that met the hold; any transport: frames that waited there
+ * for an older connection to end), which may hold it again. */
 static void unhold(connection *c)
 {
     static const unsigned char nothing[1];
     atomic_store(&c->held_on, 0);
     if (c->why || c->bye == BYE_HEARD)
         return;
-    if (!c->ops->read && !c->claims && c->reader.start != c->reader.end)
+    if (!c->claims && c->reader.start != c->reader.end) {
+        pthread_mutex_lock(&c->read_lock); /* workers look at the reader */
         frames_in(c, nothing, 0, 0);
+        pthread_mutex_unlock(&c->read_lock);
+    }
     if (c->why || connection_held(c))
         return;
     if (c->paused) {
