@@ -1242,8 +1242,10 @@ static void stop_and_free(tr_system *sys, pthread_t thread)
 static void nodes__second_connection_for_a_node__waits_for_the_first_to_end(void **state)
 {
     (void)state;
-    tr_system *b = beating_node(2, 50), *first = beating_node(1, 50), *again = beating_node(1, 50),
-              *third = beating_node(1, 50);
+    /* Beats of 250 ms: the waiting connection's patience (4 beats) must
+     * outlast the old one's end below even on a loaded machine. */
+    tr_system *b = beating_node(2, 250), *first = beating_node(1, 250),
+              *again = beating_node(1, 250), *third = beating_node(1, 250);
     assert_int_equal(tr_register_behavior(b, &echo), 0);
     pthread_t tb, t1, t2, t3;
     pthread_create(&tb, NULL, run, b);
