@@ -40,6 +40,13 @@ struct transport {
     char in[64 * 1024];
 };
 
+/* What a socket's buffers are asked to hold (the kernel doubles it, and
+ * caps it at net.core.wmem_max). The default (208 KiB) made a 64 B stream
+ * wait on the socket about twice as often: with 1 MiB it ran at 10.3M
+ * against 9.1M msgs/s and 684 against 747 ms of CPU (9 interleaved runs;
+ * 2 MiB and 512 KiB did as well). */
+#define SOCKET_BUFFER (1 << 20)
+
 typedef struct write_req {
     uv_write_t req;
     unsigned char *buf;
@@ -193,6 +200,11 @@ static int pipe_open(uv_loop_t *loop, int fd, const transport_callbacks *cb, voi
     int type;
     socklen_t type_len = sizeof type;
     t->fd = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) == 0 ? fd : -1;
+    if (t->fd >= 0) { /* room for more in flight: the kernel may give less (wmem_max) */
+        int size = SOCKET_BUFFER;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
     if ((rc = uv_pipe_open(&t->pipe, fd)) != 0)
         close(fd); /* not attached: ours to close */
     else
