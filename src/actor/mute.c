@@ -94,7 +94,13 @@ bool mute_after_turn(tr_ctx *ctx, actor *a)
     if ((atomic_load(&t->pressure) & ~PRESSURE_HOLDS) != PRESSURE_OVERLOADED ||
         (atomic_load(&t->life) & LIFE_CLOSED))
         return false;
-    atomic_fetch_or(&a->pressure, PRESSURE_MUTED);
+    /* A CAS: a node's reader may flag a overloaded meanwhile (actor.c's
+     * remote_behind) and a connection then wait for it (actor_hold). */
+    uint8_t p = atomic_load(&a->pressure);
+    do
+        if (p & (PRESSURE_OVERLOADED | PRESSURE_HOLDS))
+            return false;
+    while (!atomic_compare_exchange_weak(&a->pressure, &p, p | PRESSURE_MUTED));
     actor *head = atomic_load(&t->muted);
     do
         a->next_free = head;
