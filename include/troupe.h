@@ -338,8 +338,9 @@ TR_API int tr_system_send_after(tr_system *sys, tr_addr to, tr_msg *msg, uint64_
                                 tr_timer *timer);
 
 /* Cancels a timer. Returns 0 when it was cancelled before firing (a one-shot
- * timer's message is then never delivered), or TR_ENOENT when it had already
- * fired, was cancelled, or is unknown. Any thread. */
+ * timer's message is then never delivered; a periodic timer fires no more,
+ * though ticks it delivered before are still in the mailbox), or TR_ENOENT
+ * when it had already fired, was cancelled, or is unknown. Any thread. */
 TR_API int tr_timer_cancel(tr_system *sys, tr_timer timer);
 
 /* If the running actor handles no user message within ms from now, it

@@ -118,8 +118,10 @@ static void send_every__ticks_until_cancelled_from_the_handler(void **state)
     tr_system_spawn(sys, &clock_actor, NULL, &c);
     long n = 5;
     tr_system_send(sys, c, tr_msg_new(MSG_START_PERIODIC, &n, sizeof n));
-    assert_int_equal(tr_system_run(sys), 0);
-    assert_int_equal(ticks, 5);
+    assert_int_equal(tr_system_run(sys), 0); /* the cancelled timer no longer holds it */
+    /* 5, or more when ticks (2 ms apart) queued up behind a slow handler
+     * before the cancel: 13 once under ThreadSanitizer on a loaded machine. */
+    assert_true(ticks >= 5);
     tr_system_free(sys);
 }
 
