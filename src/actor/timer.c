@@ -131,9 +131,9 @@ static void close_timer(timer *t)
 static void on_fire(uv_timer_t *h);
 
 /* Loop thread: false, and the timer set again for the rest, when it fires
- * before it is due. libuv counts whole milliseconds of a coarse clock that
- * lags the monotonic one by up to a tick (4 ms here), so a timer could fire
- * that much early: once in a test run, 50 ms came after 49.something. */
+ * before it is due. libuv counts whole milliseconds of a coarse clock, up
+ * to 1.04 ms behind CLOCK_MONOTONIC here, so a timer could fire about that
+ * much early: once, under load, a 50 ms timer's tick came before 50 ms. */
 static bool due_now(timer *t)
 {
     if (t->due)
