@@ -698,7 +698,7 @@ static const tr_behavior slow_counter = {
 /* A remote send to a full bounded mailbox cannot be refused to its sender
  * (it has returned), so it is dropped. The connection stops reading once
  * the mailbox is half full, so a flood of 3000 into a bound of 256 loses
- * nothing (without that, nearly all of it was dropped). */
+ * nothing (without that, drops began after 140-350 had arrived). */
 static void bounded_flood(const char *transport)
 {
     bounded_got = 0;
