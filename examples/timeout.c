@@ -43,6 +43,7 @@ typedef struct {
     tr_addr service;
     tr_timer heartbeat;
     int beats;
+    int looks; /* for the late answer's count */
 } client_state;
 
 static void ask(tr_ctx *ctx, client_state *c, long delay_ms, uint64_t deadline_ms)
@@ -87,6 +88,10 @@ static void client_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
     case MSG_DONE: {
         tr_stats st;
         tr_system_stats(tr_ctx_system(ctx), &st);
+        if (st.late_replies == 0 && ++c->looks < 50) { /* a busy machine: not yet, look again */
+            tr_send_after(ctx, tr_self(ctx), tr_msg_new(MSG_DONE, NULL, 0), 100, NULL);
+            return;
+        }
         printf("late answers dropped: %llu\n", (unsigned long long)st.late_replies);
         return;
     }
