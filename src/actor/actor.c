@@ -225,12 +225,10 @@ bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_
         return behind;
     }
     uint64_t bytes = 0;
-    for (unsigned i = 0; i < n; i++)
-        bytes += items[i].msg->len;
-    bool behind = remote_behind(a, n, bytes);
     msg_link *first = NULL, *last = NULL;
     for (unsigned i = 0; i < n; i++) {
         tr_msg *m = items[i].msg;
+        bytes += m->len;
         msg_link *link = items[i].ref ? msg_link_with_ref(m, items[i].from, items[i].ref)
                                       : msg_link_for_send(m, items[i].from);
         if (!link) { /* out of memory: that one is lost, as a send would fail */
@@ -243,6 +241,7 @@ bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_
             first = link;
         last = link;
     }
+    bool behind = remote_behind(a, n, bytes); /* before the push: see remote_behind */
     if (first) {
         mailbox_push_chain(&a->mailbox, &first->node, &last->node);
         /* seq_cst, as in deliver: a Dekker pair with the runner's flag. */

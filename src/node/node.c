@@ -394,7 +394,7 @@ static size_t frames_in(connection *c, const unsigned char *data, size_t len, si
         tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
         broken(c, rc == TR_ENOMEM ? "out of memory" : why);
-    if (!c->why && !c->claims && c->bye != BYE_HEARD && len && reading_held(c)) {
+    if (!c->why && !c->claims && len && reading_held(c)) { /* (reading_held: no goodbye either) */
         if (c->ops->read)
             return (size_t)(at - data); /* the rest waits in the ring */
         if (wire_reader_feed(&c->reader, at, len) != 0) { /* the rest of this read waits here */
