@@ -8,36 +8,56 @@
 
 /* ---- little-endian fields ------------------------------------------------ */
 
-static void put16(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8); }
+/* One load or store each (byte-swapped on a big-endian host): the byte
+ * loops these replace compiled to a shift and an or per byte, 11% of a
+ * receiving worker's time in the shm stream benchmark. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LE16(v) __builtin_bswap16(v)
+#define LE32(v) __builtin_bswap32(v)
+#define LE64(v) __builtin_bswap64(v)
+#else
+#define LE16(v) (v)
+#define LE32(v) (v)
+#define LE64(v) (v)
+#endif
+
+static void put16(unsigned char *p, uint16_t v)
+{
+    v = LE16(v);
+    memcpy(p, &v, sizeof v);
+}
 
 static void put32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    v = LE32(v);
+    memcpy(p, &v, sizeof v);
 }
 
 void wire_put64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    v = LE64(v);
+    memcpy(p, &v, sizeof v);
 }
 
-static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint16_t get16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return LE16(v);
+}
 
 uint32_t wire_get32(const unsigned char *p)
 {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return LE32(v);
 }
 
 uint64_t wire_get64(const unsigned char *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return LE64(v);
 }
 
 /* ---- header ---------------------------------------------------------------- */

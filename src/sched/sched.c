@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <stdlib.h>
+#include <string.h>
 
 #define FAIRNESS_TICK 61   /* every so many turns, the inject queue goes first */
 #define NEXT_STREAK_MAX 64 /* turns in a row from the next slot */
@@ -29,9 +30,12 @@ static void free_workers(sched *s)
 
 int sched_init(sched *s, unsigned n, sched_run_fn run, void *arg, pool *p)
 {
-    s->workers = calloc(n, sizeof *s->workers);
+    /* Aligned like the type: a worker's lines are its own, never shared
+     * with a neighbour's (calloc aligns to 16 bytes only). */
+    s->workers = aligned_alloc(CACHE_LINE, n * sizeof *s->workers);
     if (!s->workers)
         return -1;
+    memset(s->workers, 0, n * sizeof *s->workers);
     s->nworkers = n;
     s->run = run;
     s->arg = arg;
