@@ -10,7 +10,9 @@
  *   nodes idle TRANSPORT MS         a connected pair doing nothing for MS
  *                                   milliseconds: the CPU both processes
  *                                   used, as a percentage of one core
- * TRANSPORT is pipe or shm.
+ * TRANSPORT is pipe or shm. Node 2 is this program again, or the one
+ * BENCH_EXE names (a script running it under callgrind, say, to count the
+ * instructions a received message costs).
  */
 #include "bench.h"
 
@@ -196,8 +198,9 @@ int main(int argc, char **argv)
     int rc = tr_register_behavior(sys, &peer);
     if (rc == 0 && me)
         rc = tr_system_join(sys);
+    const char *exe = getenv("BENCH_EXE");
     if (rc == 0 && !me)
-        rc = tr_system_spawn_nodes(sys, "/proc/self/exe", argv, 2, 1, transport);
+        rc = tr_system_spawn_nodes(sys, exe ? exe : "/proc/self/exe", argv, 2, 1, transport);
     rtts = me ? NULL : calloc((size_t)n, sizeof *rtts);
     if (rc == 0)
         rc = me ? tr_system_stop_with_node(sys, 1) : tr_system_spawn(sys, &driver, NULL, NULL);

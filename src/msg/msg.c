@@ -5,9 +5,9 @@
 #include <string.h>
 
 
-/* Slow path of block_alloc: the thread's pool (refilling its cache), or
- * malloc for threads outside any system and for large blocks. */
-static __attribute__((noinline)) void *block_alloc_slow(size_t size, int *cls, pool **origin)
+/* Slow path of msg_block_alloc: the thread's pool (refilling its cache),
+ * or malloc for threads outside any system and for large blocks. */
+void *msg_block_alloc_slow(size_t size, int *cls, pool **origin)
 {
     pool *p = pool_thread_pool();
     if (p && *cls >= 0) {
@@ -17,17 +17,6 @@ static __attribute__((noinline)) void *block_alloc_slow(size_t size, int *cls, p
     *cls = -1;
     *origin = NULL;
     return malloc(size);
-}
-
-/* A block of size bytes: from the thread's pool cache when it can. */
-static inline void *block_alloc(size_t size, int8_t *cls_out, pool **origin)
-{
-    int cls = pool_class_of(size);
-    void *b = cls >= 0 ? pool_cache_take(cls, origin) : NULL;
-    if (!b)
-        b = block_alloc_slow(size, &cls, origin);
-    *cls_out = (int8_t)cls;
-    return b;
 }
 
 void msg_block_free_slow(pool *origin, int8_t cls, void *block)
@@ -40,31 +29,17 @@ void msg_block_free_slow(pool *origin, int8_t cls, void *block)
 
 tr_msg *tr_msg_alloc(uint32_t type, size_t len, void **data)
 {
-    if (len > UINT32_MAX - sizeof(tr_msg))
-        return NULL;
-    int8_t cls;
-    pool *origin;
-    tr_msg *m = block_alloc(sizeof(tr_msg) + len, &cls, &origin);
-    if (!m)
-        return NULL;
-    atomic_init(&m->refs, 1);
-    m->link.msg = m;
-    m->type = type;
-    m->len = (uint32_t)len;
-    m->flags = 0;
-    m->size_class = cls;
-    m->origin = origin;
-    if (data)
+    tr_msg *m = msg_alloc(type, len);
+    if (m && data)
         *data = m->data;
     return m;
 }
 
 tr_msg *tr_msg_new(uint32_t type, const void *data, size_t len)
 {
-    void *payload;
-    tr_msg *m = tr_msg_alloc(type, len, &payload);
+    tr_msg *m = msg_alloc(type, len);
     if (m && len)
-        memcpy(payload, data, len);
+        memcpy(m->data, data, len);
     return m;
 }
 
@@ -92,7 +67,7 @@ msg_link *msg_envelope_new(tr_msg *msg)
 {
     int8_t cls;
     pool *origin;
-    envelope *e = block_alloc(sizeof *e, &cls, &origin);
+    envelope *e = msg_block_alloc(sizeof *e, &cls, &origin);
     if (!e)
         return NULL;
     e->origin = origin;

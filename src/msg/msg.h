@@ -63,7 +63,41 @@ static inline uint64_t msg_link_ref(const msg_link *link)
 {
     return link == &link->msg->link ? 0 : container_of(link, envelope, link)->ref;
 }
+void *msg_block_alloc_slow(size_t size, int *cls, pool **origin);
 void msg_block_free_slow(pool *origin, int8_t cls, void *block);
+
+/* A block of size bytes: from the thread's pool cache when it can. */
+static inline void *msg_block_alloc(size_t size, int8_t *cls_out, pool **origin)
+{
+    int cls = pool_class_of(size);
+    void *b = cls >= 0 ? pool_cache_take(cls, origin) : NULL;
+    if (!b)
+        b = msg_block_alloc_slow(size, &cls, origin);
+    *cls_out = (int8_t)cls;
+    return b;
+}
+
+/* A message of len bytes (uninitialised), or NULL when out of memory or
+ * too long: tr_msg_alloc, inline for the runtime's own hot paths (every
+ * message read from another node). */
+static inline tr_msg *msg_alloc(uint32_t type, size_t len)
+{
+    int8_t cls;
+    pool *origin;
+    tr_msg *m = len <= UINT32_MAX - sizeof(tr_msg)
+                    ? msg_block_alloc(sizeof(tr_msg) + len, &cls, &origin)
+                    : NULL;
+    if (!m)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    m->link.msg = m;
+    m->type = type;
+    m->len = (uint32_t)len;
+    m->flags = 0;
+    m->size_class = cls;
+    m->origin = origin;
+    return m;
+}
 
 static inline void msg_block_free(pool *origin, int8_t cls, void *block)
 {

@@ -92,14 +92,6 @@ static void broken(connection *c, const char *why)
     c->ops->close(c->t);
 }
 
-tr_msg *node_message_of(uint32_t type, uint16_t wire_flags, const void *body, size_t len)
-{
-    tr_msg *m = tr_msg_new(type, body, len);
-    if (m && (wire_flags & WIRE_FLAG_MSGPACK))
-        m->flags |= TR_MSG_MSGPACK;
-    return m;
-}
-
 /* Decodes a control body of shape into f, or cuts the connection off. */
 static bool control_in(connection *c, const wire_header *h, const unsigned char *body,
                        const char *shape, msgpack_unpacked *up, wire_field *f)
@@ -320,11 +312,6 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
     default:
         broken(c, h->op == WIRE_HELLO ? "a second HELLO" : "an operation this node does not support");
     }
-}
-
-bool connection_held(const connection *c)
-{
-    return atomic_load_explicit(&c->held_on, memory_order_relaxed) != 0;
 }
 
 /* Whether c's reading waits for an actor now: not once the node is leaving

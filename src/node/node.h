@@ -130,8 +130,10 @@ int node_spawn_reply(node *n, uint16_t to_node, tr_addr asker, tr_addr spawned, 
  * NODE_BACKLOG_MAX, or 0. */
 void node_batch_begin(void);
 uint16_t node_batch_end(void);
-/* Whether this thread's batch has sent to a congested peer so far. */
-bool node_batch_congested(void);
+/* A peer this thread's batch sent to whose backlog is over the limit, or
+ * 0; and whether there is one so far (asked once a message). */
+extern _Thread_local uint16_t node_congested;
+static inline bool node_batch_congested(void) { return node_congested != 0; }
 
 /* Flow control. Bytes for a peer that its transport cannot take yet wait
  * on our side (its backlog). A sender that saw more than NODE_BACKLOG_MAX

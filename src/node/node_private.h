@@ -8,8 +8,11 @@
 #include "../transport/transport.h"
 #include "wire.h"
 
+#include "../msg/msg.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 /* A connection to a peer node: the loop's, but for what its lane lets
  * senders and readers on other threads use. */
@@ -121,9 +124,26 @@ typedef struct batch {
  * missing or zero). */
 connection *node_route(node *n, uint16_t peer);
 void connection_hold(connection *c, tr_addr to);
-bool connection_held(const connection *c);
-tr_msg *node_message_of(uint32_t type, uint16_t wire_flags, const void *body, size_t len);
 bool node_ask_ref(const wire_header *h, const unsigned char **body, size_t *len, uint64_t *ref);
+
+/* Inline: a worker reading shared memory asks these once a frame. */
+static inline bool connection_held(const connection *c)
+{
+    return atomic_load_explicit(&c->held_on, memory_order_relaxed) != 0;
+}
+
+static inline tr_msg *node_message_of(uint32_t type, uint16_t wire_flags, const void *body,
+                                      size_t len)
+{
+    tr_msg *m = msg_alloc(type, len);
+    if (!m)
+        return NULL;
+    if (len)
+        memcpy(m->data, body, len);
+    if (wire_flags & WIRE_FLAG_MSGPACK)
+        m->flags |= TR_MSG_MSGPACK;
+    return m;
+}
 
 /* send.c, loop thread: opens or closes peer's lane (c up, or NULL); hands
  * the waiters of its backlog back; a handshake ended (peer known, or 0);

@@ -209,7 +209,6 @@ unsigned char *frame_bytes(const wire_header *h, const void *body, size_t *len)
 
 typedef struct out_batch {
     bool on;
-    uint16_t congested; /* a peer this thread sent to whose backlog is over the limit */
     node *node;
     uint16_t peer;
     size_t len;
@@ -232,20 +231,20 @@ static void batch_out(void)
     send_bytes(g->node, g->peer, g->bytes, len, NULL, 0);
 }
 
-bool node_batch_congested(void) { return gathered.congested != 0; }
+_Thread_local uint16_t node_congested;
 
 void node_batch_begin(void)
 {
     gathered.on = true;
-    gathered.congested = 0; /* only what this batch sends counts */
+    node_congested = 0; /* only what this batch sends counts */
 }
 
 uint16_t node_batch_end(void)
 {
     batch_out();
     gathered.on = false;
-    uint16_t congested = gathered.congested;
-    gathered.congested = 0;
+    uint16_t congested = node_congested;
+    node_congested = 0;
     return congested;
 }
 
@@ -307,7 +306,7 @@ static int send_bytes(node *n, uint16_t to_node, const void *head, size_t head_l
                                          memory_order_relaxed))
                 ;
             if (backlog > NODE_BACKLOG_MAX)
-                gathered.congested = to_node;
+                node_congested = to_node;
         }
         return rc == 0 ? 0 : rc == UV_ENOMEM ? TR_ENOMEM : TR_EDEAD;
     }
@@ -369,7 +368,8 @@ int node_send(node *n, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane, 
                      .from = from.bits, .to = to.bits};
     rc = queue_frame(n, (uint16_t)(to.bits >> 48), &h, prefix, prefix_len, msg->data);
 out:
-    tr_msg_unref(msg);
+    if (msg)
+        msg_unref(msg); /* inline: once a message */
     return rc;
 }
 

@@ -6,103 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- little-endian fields ------------------------------------------------ */
-
-/* One load or store each (byte-swapped on a big-endian host): the byte
- * loops these replace compiled to a shift and an or per byte, 11% of a
- * receiving worker's time in the shm stream benchmark. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define LE16(v) __builtin_bswap16(v)
-#define LE32(v) __builtin_bswap32(v)
-#define LE64(v) __builtin_bswap64(v)
-#else
-#define LE16(v) (v)
-#define LE32(v) (v)
-#define LE64(v) (v)
-#endif
-
-static void put16(unsigned char *p, uint16_t v)
-{
-    v = LE16(v);
-    memcpy(p, &v, sizeof v);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    v = LE32(v);
-    memcpy(p, &v, sizeof v);
-}
-
-void wire_put64(unsigned char *p, uint64_t v)
-{
-    v = LE64(v);
-    memcpy(p, &v, sizeof v);
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-    uint16_t v;
-    memcpy(&v, p, sizeof v);
-    return LE16(v);
-}
-
-uint32_t wire_get32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return LE32(v);
-}
-
-uint64_t wire_get64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return LE64(v);
-}
-
-/* ---- header ---------------------------------------------------------------- */
-
-void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE])
-{
-    out[0] = 'T';
-    out[1] = 'R';
-    out[2] = WIRE_VERSION;
-    out[3] = h->op;
-    put16(out + 4, h->flags);
-    put16(out + 6, h->credit);
-    put32(out + 8, h->length);
-    put32(out + 12, h->type);
-    wire_put64(out + 16, h->from);
-    wire_put64(out + 24, h->to);
-}
-
-static int fail(const char **why, const char *what)
-{
-    if (why)
-        *why = what;
-    return TR_EPROTO;
-}
-
-int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_body,
-                       wire_header *out, const char **why)
-{
-    if (in[0] != 'T' || in[1] != 'R')
-        return fail(why, "bad magic: not a troupe frame");
-    if (in[2] != WIRE_VERSION)
-        return fail(why, "unsupported protocol version");
-    wire_header h = {.op = in[3], .flags = get16(in + 4), .credit = get16(in + 6),
-                     .length = wire_get32(in + 8), .type = wire_get32(in + 12),
-                     .from = wire_get64(in + 16), .to = wire_get64(in + 24)};
-    if (h.op < WIRE_HELLO || h.op > WIRE_OP_LAST)
-        return fail(why, "unknown operation");
-    if (h.flags & ~WIRE_FLAGS_KNOWN)
-        return fail(why, "reserved flag set");
-    if (h.length > max_body)
-        return fail(why, "frame longer than the limit");
-    *out = h;
-    return 0;
-}
-
 /* ---- the reader -------------------------------------------------------------- */
 
 void wire_reader_init(wire_reader *r, uint32_t max_body)
@@ -143,7 +46,7 @@ int wire_reader_feed(wire_reader *r, const void *data, size_t n)
 int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body, const char **why)
 {
     if (r->failed)
-        return fail(why, "connection already failed");
+        return wire_fail(why, "connection already failed");
     size_t available = r->end - r->start;
     if (available < WIRE_HEADER_SIZE)
         return 0;
@@ -159,25 +62,11 @@ int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body,
     return 1;
 }
 
-int wire_frame_at(const unsigned char *data, size_t len, uint32_t max_body, wire_header *h,
-                  const unsigned char **body, const char **why)
-{
-    if (len < WIRE_HEADER_SIZE)
-        return 0;
-    int rc = wire_decode_header(data, max_body, h, why);
-    if (rc != 0)
-        return rc;
-    if (len - WIRE_HEADER_SIZE < h->length)
-        return 0;
-    *body = data + WIRE_HEADER_SIZE;
-    return 1;
-}
-
 int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len, wire_header *h,
                         const unsigned char **body, const char **why)
 {
     if (r->failed)
-        return fail(why, "connection already failed");
+        return wire_fail(why, "connection already failed");
     if (r->end == r->start) { /* nothing held: straight from data */
         if (*len == 0)
             return 0;
@@ -216,7 +105,7 @@ int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len,
 int wire_reader_finish(wire_reader *r, const char **why)
 {
     if (r->end != r->start)
-        return fail(why, "truncated frame: the stream ended inside it");
+        return wire_fail(why, "truncated frame: the stream ended inside it");
     return 0;
 }
 
@@ -351,12 +240,12 @@ int wire_array_decode(const unsigned char *body, size_t len, const char *shape,
     if (msgpack_check(body, len) != 0 ||
         msgpack_unpack_next(up, (const char *)body, len, &off) != MSGPACK_UNPACK_SUCCESS ||
         off != len)
-        return fail(why, "control body is not exactly one msgpack object");
+        return wire_fail(why, "control body is not exactly one msgpack object");
     const msgpack_object *o = &up->data;
     if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != n)
-        return fail(why, "control body is not an array of the right size");
+        return wire_fail(why, "control body is not an array of the right size");
     for (size_t i = 0; i < n; i++)
         if (!field_of(&o->via.array.ptr[i], shape[i], &out[i]))
-            return fail(why, "control body has a field of the wrong type");
+            return wire_fail(why, "control body has a field of the wrong type");
     return 0;
 }

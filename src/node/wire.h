@@ -7,6 +7,7 @@
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "troupe.h"
 
@@ -43,18 +44,121 @@ typedef struct wire_header {
     uint64_t from, to;
 } wire_header;
 
-/* 64- and 32-bit little-endian fields. */
-void wire_put64(unsigned char *p, uint64_t v);
-uint64_t wire_get64(const unsigned char *p);
-uint32_t wire_get32(const unsigned char *p);
+/* ---- the header codec, inline: it runs once a frame ---------------------- */
+
+/* Little-endian fields, one load or store each (byte-swapped on a
+ * big-endian host): byte loops compiled to a shift and an or per byte,
+ * 11% of a receiving worker's time in the shm stream benchmark. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define WIRE_LE16(v) __builtin_bswap16(v)
+#define WIRE_LE32(v) __builtin_bswap32(v)
+#define WIRE_LE64(v) __builtin_bswap64(v)
+#else
+#define WIRE_LE16(v) (v)
+#define WIRE_LE32(v) (v)
+#define WIRE_LE64(v) (v)
+#endif
+
+static inline void wire_put16(unsigned char *p, uint16_t v)
+{
+    v = WIRE_LE16(v);
+    memcpy(p, &v, sizeof v);
+}
+
+static inline void wire_put32(unsigned char *p, uint32_t v)
+{
+    v = WIRE_LE32(v);
+    memcpy(p, &v, sizeof v);
+}
+
+static inline void wire_put64(unsigned char *p, uint64_t v)
+{
+    v = WIRE_LE64(v);
+    memcpy(p, &v, sizeof v);
+}
+
+static inline uint16_t wire_get16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return WIRE_LE16(v);
+}
+
+static inline uint32_t wire_get32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return WIRE_LE32(v);
+}
+
+static inline uint64_t wire_get64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return WIRE_LE64(v);
+}
 
 /* Writes h as 32 little-endian bytes. */
-void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE]);
+static inline void wire_encode_header(const wire_header *h, unsigned char out[WIRE_HEADER_SIZE])
+{
+    out[0] = 'T';
+    out[1] = 'R';
+    out[2] = WIRE_VERSION;
+    out[3] = h->op;
+    wire_put16(out + 4, h->flags);
+    wire_put16(out + 6, h->credit);
+    wire_put32(out + 8, h->length);
+    wire_put32(out + 12, h->type);
+    wire_put64(out + 16, h->from);
+    wire_put64(out + 24, h->to);
+}
+
+/* TR_EPROTO, with *why (if asked for) set to what. */
+static inline int wire_fail(const char **why, const char *what)
+{
+    if (why)
+        *why = what;
+    return TR_EPROTO;
+}
 
 /* Reads and validates a header. Returns 0, or TR_EPROTO with *why saying
  * what was wrong (a static string). */
-int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_body,
-                       wire_header *out, const char **why);
+static inline int wire_decode_header(const unsigned char in[WIRE_HEADER_SIZE], uint32_t max_body,
+                                     wire_header *out, const char **why)
+{
+    if (in[0] != 'T' || in[1] != 'R')
+        return wire_fail(why, "bad magic: not a troupe frame");
+    if (in[2] != WIRE_VERSION)
+        return wire_fail(why, "unsupported protocol version");
+    wire_header h = {.op = in[3], .flags = wire_get16(in + 4), .credit = wire_get16(in + 6),
+                     .length = wire_get32(in + 8), .type = wire_get32(in + 12),
+                     .from = wire_get64(in + 16), .to = wire_get64(in + 24)};
+    if (h.op < WIRE_HELLO || h.op > WIRE_OP_LAST)
+        return wire_fail(why, "unknown operation");
+    if (h.flags & ~WIRE_FLAGS_KNOWN)
+        return wire_fail(why, "reserved flag set");
+    if (h.length > max_body)
+        return wire_fail(why, "frame longer than the limit");
+    *out = h;
+    return 0;
+}
+
+/* A whole frame at the start of len bytes at data, for a reader that keeps
+ * nothing: returns 1 with *h and *body (pointing into data), 0 when data
+ * holds only part of one, or TR_EPROTO (with *why). */
+static inline int wire_frame_at(const unsigned char *data, size_t len, uint32_t max_body,
+                                wire_header *h, const unsigned char **body, const char **why)
+{
+    if (len < WIRE_HEADER_SIZE)
+        return 0;
+    int rc = wire_decode_header(data, max_body, h, why);
+    if (rc != 0)
+        return rc;
+    if (len - WIRE_HEADER_SIZE < h->length)
+        return 0;
+    *body = data + WIRE_HEADER_SIZE;
+    return 1;
+}
 
 /* An incremental reader: bytes in, whole frames out. */
 typedef struct wire_reader {
@@ -85,12 +189,6 @@ int wire_reader_next(wire_reader *r, wire_header *h, const unsigned char **body,
  * TR_EPROTO (with *why): the connection must be closed. */
 int wire_reader_next_in(wire_reader *r, const unsigned char **data, size_t *len, wire_header *h,
                         const unsigned char **body, const char **why);
-
-/* A whole frame at the start of len bytes at data, for a reader that keeps
- * nothing: returns 1 with *h and *body (pointing into data), 0 when data
- * holds only part of one, or TR_EPROTO (with *why). */
-int wire_frame_at(const unsigned char *data, size_t len, uint32_t max_body, wire_header *h,
-                  const unsigned char **body, const char **why);
 
 /* At the end of the stream: 0 if it ended between frames, else TR_EPROTO
  * ("truncated frame"). */
