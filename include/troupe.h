@@ -222,7 +222,10 @@ TR_API int tr_spawn_link(tr_ctx *ctx, const tr_behavior *beh, tr_msg *arg, tr_ad
  * replies) have their own lane and are never refused or dropped. */
 typedef enum tr_overflow {
     TR_OVERFLOW_REFUSE,      /* the send fails with TR_EFULL (the message is released);
-                              * the sender knows and may retry (keep a tr_msg_ref) */
+                              * the sender knows and may retry (keep a tr_msg_ref). A
+                              * plain send from another node, whose tr_send has
+                              * returned, is not refused: it waits on its connection,
+                              * which stops reading until the mailbox has drained */
     TR_OVERFLOW_DROP_NEWEST, /* the arriving message is dropped and counted; the send
                               * returns 0. What is queued is kept, in order. */
     TR_OVERFLOW_DROP_OLDEST, /* the arriving message is kept and the oldest queued ones

@@ -121,7 +121,9 @@ static bool admit(tr_system *sys, actor *a)
  * count over the bound for an instant, and that must not drop anything). */
 static bool beyond_bound(tr_system *sys, actor *a)
 {
-    uint32_t before = atomic_fetch_sub_explicit(&a->queued, 1, memory_order_relaxed);
+    /* seq_cst: before the look at the flag when the mailbox is empty (see
+     * remote_room). */
+    uint32_t before = atomic_fetch_sub(&a->queued, 1);
     if (before <= a->bound || a->overflow != TR_OVERFLOW_DROP_OLDEST)
         return false;
     atomic_fetch_add_explicit(&sys->overflowed, 1, memory_order_relaxed);
@@ -191,13 +193,15 @@ int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_
 #define REMOTE_MSG_COST 64u
 
 /* Whether n more messages from another node, of `bytes` in all, put a too
- * far behind; if so, a is flagged overloaded, before they are pushed, so
- * that its runner sees the flag when it drains them (see actor_hold). */
+ * far behind (a bounded mailbox: queued, with them counted in or not,
+ * past half its bound); if so, a is flagged overloaded, before they are
+ * pushed, so that its runner sees the flag when it drains them (see
+ * actor_hold). */
 static bool remote_behind(actor *a, unsigned n, uint64_t bytes)
 {
     bool behind;
     if (a->bound) {
-        behind = 2 * (uint64_t)atomic_load_explicit(&a->queued, memory_order_relaxed) + 2 * n > a->bound;
+        behind = 2 * ((uint64_t)atomic_load_explicit(&a->queued, memory_order_relaxed) + n) > a->bound;
     } else {
         uint64_t add = bytes + (uint64_t)n * REMOTE_MSG_COST;
         uint32_t step = add < REMOTE_QUEUED_MAX ? (uint32_t)add : REMOTE_QUEUED_MAX;
@@ -210,19 +214,56 @@ static bool remote_behind(actor *a, unsigned n, uint64_t bytes)
     return behind;
 }
 
-bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_item *items,
-                        unsigned n)
+/* Counts up to n more user messages into a's bounded mailbox: as many as
+ * it has room for (with must, all n). Returns how many. */
+static unsigned reserve(actor *a, unsigned n, bool must)
 {
+    uint32_t q = atomic_load(&a->queued);
+    unsigned k;
+    do
+        k = must ? n : q >= a->bound ? 0 : a->bound - q < n ? a->bound - q : n;
+    while (k && !atomic_compare_exchange_weak(&a->queued, &q, q + k));
+    return k;
+}
+
+/* How many of n messages from another node a bounded mailbox that refuses
+ * when full takes (all, with must): the rest wait in their connection,
+ * which holds until a drains, instead of being refused (their senders
+ * could not be told). With no room, a is flagged overloaded and then
+ * looked at again: its runner counts messages out (seq_cst) before it
+ * reads the flag with its mailbox empty, so either it sees the flag, and
+ * a hold made now ends when it drains, or this sees the room it made. */
+static unsigned remote_room(actor *a, unsigned n, bool must)
+{
+    unsigned k = reserve(a, n, must);
+    if (k < n) {
+        atomic_fetch_or(&a->pressure, PRESSURE_OVERLOADED);
+        k += reserve(a, n - k, false);
+    }
+    return k;
+}
+
+bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_item *items,
+                        unsigned n, bool must, unsigned *taken)
+{
+    *taken = n;
     actor *a = NULL;
     if (!atomic_load_explicit(&sys->closing, memory_order_relaxed) && addr_node(to) == sys->node_id)
         a = find(sys, NULL, to); /* pinned */
-    if (!a || a->bound) { /* dead, stopping, or bounded: one at a time, as always */
+    bool refusing = a && a->bound && a->overflow == TR_OVERFLOW_REFUSE;
+    if (!a || (a->bound && !refusing)) { /* dead, stopping, or dropping: one at a time */
         bool behind = a && remote_behind(a, n, 0);
         for (unsigned i = 0; i < n; i++)
             actor_deliver(sys, NULL, items[i].from, to, items[i].msg, false, items[i].ref);
         if (a)
             unpin(a);
         return behind;
+    }
+    bool behind = false;
+    if (refusing) {
+        *taken = remote_room(a, n, must);
+        behind = *taken < n || remote_behind(a, 0, 0); /* (counted in already) */
+        n = *taken;
     }
     uint64_t bytes = 0;
     msg_link *first = NULL, *last = NULL;
@@ -241,7 +282,8 @@ bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_
             first = link;
         last = link;
     }
-    bool behind = remote_behind(a, n, bytes); /* before the push: see remote_behind */
+    if (!refusing)
+        behind = remote_behind(a, n, bytes); /* before the push: see remote_behind */
     if (first) {
         mailbox_push_chain(&a->mailbox, &first->node, &last->node);
         /* seq_cst, as in deliver: a Dekker pair with the runner's flag. */
@@ -643,8 +685,8 @@ static void run_turn(tr_system *sys, actor *a, sched_worker *w, bool gather)
     }
     if (!a->bound && atomic_load_explicit(&a->queued, memory_order_relaxed))
         atomic_store_explicit(&a->queued, 0, memory_order_relaxed); /* nothing from afar waits */
-    if (atomic_load_explicit(&a->pressure, memory_order_relaxed) &
-        (PRESSURE_OVERLOADED | PRESSURE_HOLDS)) {
+    /* seq_cst: after the counting out (see remote_room). */
+    if (atomic_load(&a->pressure) & (PRESSURE_OVERLOADED | PRESSURE_HOLDS)) {
         atomic_fetch_and(&a->pressure, (uint8_t)~PRESSURE_OVERLOADED); /* drained */
         mute_release(sys, w, a);
     }

@@ -190,14 +190,17 @@ struct tr_ctx {
 int actor_deliver(tr_system *sys, sched_worker *w, tr_addr from, tr_addr to, tr_msg *msg,
                   bool system_lane, uint64_t ref);
 
-/* Delivers n user messages (node.h's items: sender, message, ask reference)
- * to `to` as actor_deliver would one by one, with one pin, one push of a
- * chain and one scheduling: on worker w when given (a worker between turns,
- * on its thread), else through the inject queue (the io thread). Takes
- * every message. Returns whether `to` is behind (see actor_hold). */
+/* Delivers n user messages from another node (node.h's items: sender,
+ * message, ask reference) to `to` as actor_deliver would one by one, with
+ * one pin, one push of a chain and one scheduling: on worker w when given
+ * (a worker between turns, on its thread), else through the inject queue
+ * (the io thread). Takes the first *taken: all n, but for a bounded
+ * mailbox that refuses when full, which takes what it has room for (with
+ * must, all n); the rest are still the caller's. Returns whether `to` is
+ * behind (see actor_hold), as it is when it took fewer. */
 struct node_item;
 bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const struct node_item *items,
-                        unsigned n);
+                        unsigned n, bool must, unsigned *taken);
 
 /* actor_deliver_many says an actor is behind when more than 1 MiB from
  * other nodes waits in its mailbox (a bounded one: when it is half full),

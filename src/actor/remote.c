@@ -336,12 +336,13 @@ static int deliver_in(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool sys
     return 0;
 }
 
-static int deliver_batch_in(void *arg, void *worker, tr_addr to, node_item *items, unsigned n)
+static int deliver_batch_in(void *arg, void *worker, tr_addr to, node_item *items, unsigned n,
+                            bool must, unsigned *taken)
 {
     for (unsigned i = 0; i < n; i++)
         if (!allowed(items[i].msg, false, items[i].ref))
             return TR_EPROTO;
-    return actor_deliver_many(arg, worker, to, items, n) ? NODE_OVERLOADED : 0;
+    return actor_deliver_many(arg, worker, to, items, n, must, taken) ? NODE_OVERLOADED : 0;
 }
 
 static bool hold_in(void *arg, tr_addr to) { return actor_hold(arg, to); }

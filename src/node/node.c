@@ -154,20 +154,19 @@ static void spawn_reply_in(connection *c, const wire_header *h, const unsigned c
                              (int)f[1].i);
 }
 
-static void batch_flush(connection *c, batch *b)
+/* Whether every message read must go to its actor now, room or not: the
+ * node is leaving or the transport ending, and reading goes on regardless
+ * of holds. Loop thread. */
+static bool reading_to_the_end(const connection *c) { return c->bye != BYE_NONE || c->last_read; }
+
+/* Hands b's messages over (must: all of them, room or not). Loop thread. */
+static void batch_flush(connection *c, batch *b, bool must)
 {
-    if (b->n == 0)
-        return;
-    node *n = c->node;
-    unsigned count = b->n;
-    b->n = 0;
-    int rc = n->cb->deliver_batch(n->arg, NULL, b->to, b->items, count);
-    if (rc < 0) {
-        for (unsigned i = 0; i < count; i++)
+    if (b->n && connection_deliver(c, b, NULL, must || reading_to_the_end(c)) < 0) {
+        for (unsigned i = 0; i < b->n; i++)
             tr_msg_unref(b->items[i].msg);
+        b->n = 0;
         broken(c, "a runtime message this peer may not send, or with a malformed payload");
-    } else if (rc == NODE_OVERLOADED) {
-        connection_hold(c, b->to);
     }
 }
 
@@ -198,17 +197,23 @@ static void send_in(connection *c, batch *b, const wire_header *h, const unsigne
     if (!m)
         return;
     if (!(h->flags & WIRE_FLAG_SYSTEM)) { /* user lane: batched per receiver */
-        if (b->n == BATCH_MAX || (b->n && b->to.bits != h->to))
-            batch_flush(c, b);
+        if (b->n && b->to.bits != h->to)
+            batch_flush(c, b, false);
         if (c->why) {
             tr_msg_unref(m);
             return;
         }
         b->to = (tr_addr){h->to};
         b->items[b->n++] = (node_item){(tr_addr){h->from}, m, ref};
+        /* Full: out now, so that a hold it causes stops the reading before
+         * the next frame, which may be for the same actor. */
+        if (b->n == BATCH_MAX)
+            batch_flush(c, b, false);
         return;
     }
-    batch_flush(c, b); /* a system-lane message keeps its place after the user ones */
+    /* A system-lane message keeps its place after the user ones: they all
+     * go, even into a full mailbox (none can wait behind it). */
+    batch_flush(c, b, true);
     if (!c->why && n->cb->deliver(n->arg, (tr_addr){h->from}, (tr_addr){h->to}, m, true, ref) != 0)
         broken(c, "a runtime message this peer may not send, or with a malformed payload");
     else if (c->why)
@@ -283,7 +288,9 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
         send_in(c, b, h, body);
         return;
     }
-    batch_flush(c, b); /* what came before goes first */
+    /* What came before goes first, all of it (nothing may wait behind a
+     * control frame; a heartbeat has no place in the order). */
+    batch_flush(c, b, h->op != WIRE_HEARTBEAT);
     if (c->why)
         return;
     switch (h->op) {
@@ -316,10 +323,7 @@ static void frame_in(connection *c, batch *b, const wire_header *h, const unsign
 
 /* Whether c's reading waits for an actor now: not once the node is leaving
  * or the transport ending, when every byte still counts. Loop thread. */
-static bool reading_held(const connection *c)
-{
-    return c->bye == BYE_NONE && !c->last_read && connection_held(c);
-}
+static bool reading_held(const connection *c) { return !reading_to_the_end(c) && connection_held(c); }
 
 void connection_hold(connection *c, tr_addr to)
 {
@@ -335,6 +339,42 @@ void connection_hold(connection *c, tr_addr to)
         atomic_fetch_add_explicit(&n->holds, 1, memory_order_relaxed); /* a statistic */
     else
         atomic_store(&c->held_on, 0); /* it drained meanwhile */
+}
+
+int connection_deliver(connection *c, batch *b, void *worker, bool must)
+{
+    node *n = c->node;
+    if (c->kept.n && b != &c->kept)
+        must = true; /* one run waits at most: this one is for another actor */
+    while (b->n) {
+        unsigned taken = b->n;
+        int rc = n->cb->deliver_batch(n->arg, worker, b->to, b->items, b->n, must, &taken);
+        if (rc < 0)
+            return rc;
+        if (rc == NODE_OVERLOADED)
+            connection_hold(c, b->to);
+        if (taken == b->n) {
+            b->n = 0;
+            break;
+        }
+        /* A full bounded mailbox: the rest waits, ahead of whatever comes
+         * after it, until that actor drains and the hold ends (unhold).
+         * No hold (it drained meanwhile, or it is parked itself and so is
+         * never waited for): the rest goes now, room or not. */
+        b->n -= taken;
+        memmove(b->items, b->items + taken, b->n * sizeof b->items[0]);
+        if (connection_held(c)) {
+            if (b != &c->kept) {
+                c->kept.to = b->to;
+                c->kept.n = b->n;
+                memcpy(c->kept.items, b->items, b->n * sizeof b->items[0]);
+                b->n = 0;
+            }
+            break;
+        }
+        must = true;
+    }
+    return 0;
 }
 
 /* Whether the len bytes at p, with nothing held in c's reader, are only
@@ -369,6 +409,8 @@ static size_t frames_in(connection *c, const unsigned char *data, size_t len, si
             broken(c, "out of memory");
         return len;
     }
+    if (c->kept.n && !reading_held(c)) /* the end: what waited goes first */
+        batch_flush(c, &c->kept, true);
     while (!c->why && c->bye != BYE_HEARD && !c->claims && !reading_held(c) &&
            !small_tail(c, at, len, keep) &&
            (rc = wire_reader_next_in(&c->reader, &at, &len, &h, &body, &why)) == 1)
@@ -376,7 +418,7 @@ static size_t frames_in(connection *c, const unsigned char *data, size_t len, si
     if (c->claims && len && wire_reader_feed(&c->reader, at, len) != 0)
         broken(c, "out of memory"); /* the HELLO made it wait: the rest waits too */
     if (!c->why)
-        batch_flush(c, &b);
+        batch_flush(c, &b, false);
     for (unsigned i = 0; i < b.n; i++) /* cut off meanwhile: what was gathered goes */
         tr_msg_unref(b.items[i].msg);
     if (!c->why && rc < 0)
@@ -423,6 +465,10 @@ static void on_closed(void *owner, int error)
     pthread_mutex_lock(&c->read_lock); /* a worker still reading has finished */
     pthread_mutex_unlock(&c->read_lock);
     pthread_mutex_destroy(&c->read_lock);
+    /* Messages a full mailbox left waiting came before the end: they go
+     * first, before any down this end causes (all taken: they were
+     * accepted once, and with must nothing is left). */
+    connection_deliver(c, &c->kept, NULL, true);
     uint16_t peer = c->peer;
     n->cb->connection_closed(n->arg, c->peer ? c->peer : c->expected, why ? TR_EPROTO : error,
                              why);
@@ -480,18 +526,21 @@ static const transport_callbacks connection_callbacks = {
 
 /* ---- holding: an overloaded actor stops the reading that feeds it ------------ */
 
-/* Loop thread: c reads again, first what its reader kept (pipe: the rest
- * of the read that met the hold; any transport: frames that waited there
- * for an older connection to end), which may hold it again. */
+/* Loop thread: c reads again, first the messages a full mailbox left it
+ * (kept), then what its reader kept (pipe: the rest of the read that met
+ * the hold; any transport: frames that waited there for an older
+ * connection to end); either may hold it again. */
 static void unhold(connection *c)
 {
     static const unsigned char nothing[1];
     atomic_store(&c->held_on, 0);
     if (c->why || c->bye == BYE_HEARD)
-        return;
-    if (!c->claims && c->reader.start != c->reader.end) {
-        pthread_mutex_lock(&c->read_lock); /* workers look at the reader */
-        frames_in(c, nothing, 0, 0);
+        return; /* closing: on_closed delivers what was kept */
+    if (c->kept.n || (!c->claims && c->reader.start != c->reader.end)) {
+        pthread_mutex_lock(&c->read_lock); /* workers look at both */
+        batch_flush(c, &c->kept, false);
+        if (!c->why && !connection_held(c) && !c->claims && c->reader.start != c->reader.end)
+            frames_in(c, nothing, 0, 0);
         pthread_mutex_unlock(&c->read_lock);
     }
     if (c->why || connection_held(c))

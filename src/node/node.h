@@ -32,12 +32,17 @@ typedef struct node_callbacks {
     int (*deliver)(void *arg, tr_addr from, tr_addr to, tr_msg *msg, bool system_lane,
                    uint64_t ref);
     /* n user-lane messages for one local actor, in order (a run of SEND
-     * frames to it). Returns 0 having taken them all, NODE_OVERLOADED
-     * having taken them all to an actor that cannot keep up (see hold), or
-     * TR_EPROTO having taken none (the peer may not send one of them).
-     * worker is what the caller of node_poll passed, or NULL on the loop
-     * thread. Called on the loop thread, or on the thread of node_poll. */
-    int (*deliver_batch)(void *arg, void *worker, tr_addr to, node_item *items, unsigned n);
+     * frames to it). Takes the first *taken of them: all n, but for a
+     * bounded mailbox that refuses when full and has no room for them all
+     * (with must, it takes them all anyway); the rest stay the caller's,
+     * to offer again once that actor has drained (see hold). Returns 0,
+     * NODE_OVERLOADED when the actor cannot keep up (it took fewer, or it
+     * is behind: see hold), or TR_EPROTO having taken none (the peer may
+     * not send one of them). worker is what the caller of node_poll
+     * passed, or NULL on the loop thread. Called on the loop thread, or on
+     * the thread of node_poll. */
+    int (*deliver_batch)(void *arg, void *worker, tr_addr to, node_item *items, unsigned n,
+                         bool must, unsigned *taken);
     /* The connection that just delivered to the overloaded actor `to`
      * stops reading until `to` drains: true if that stands (node_resume
      * comes once it has drained or ended), false if it is too late (it
@@ -71,7 +76,7 @@ typedef struct node_callbacks {
  * connection sends a heartbeat, and a peer silent for NODE_SILENT_BEATS of
  * them is cut off as down. Returns 0, TR_EINVAL or TR_ENOMEM. */
 #define NODE_SILENT_BEATS 4
-#define NODE_OVERLOADED 1 /* deliver_batch: taken, and the receiver cannot keep up */
+#define NODE_OVERLOADED 1 /* deliver_batch: the receiver cannot keep up */
 #define NODE_HELLO_MS 30000 /* at least this long for a new connection's HELLO */
 int node_new(uint16_t id, const char *name, uint32_t heartbeat_ms, io_loop *io, const node_callbacks *cb,
              void *arg, node **out);

@@ -14,6 +14,15 @@
 #include <stdatomic.h>
 #include <string.h>
 
+/* A run of user-lane SEND frames to one actor, handed over together. */
+#define BATCH_MAX 64
+
+typedef struct batch {
+    tr_addr to;
+    unsigned n;
+    node_item items[BATCH_MAX];
+} batch;
+
 /* A connection to a peer node: the loop's, but for what its lane lets
  * senders and readers on other threads use. */
 typedef struct connection {
@@ -47,6 +56,10 @@ typedef struct connection {
      * connection and the loop reads it only at its end. */
     _Atomic uint64_t held_on;
     bool paused; /* loop thread: the transport's pause is on */
+    /* Messages read for a bounded mailbox that had no room for them: kept
+     * here, ahead of anything read after them, while the connection holds
+     * on that actor (see connection_deliver). The reader's, like reader. */
+    batch kept;
 } connection;
 
 /* One per peer node, made on first use, never freed before the node: how
@@ -108,22 +121,17 @@ typedef struct frame_task {
     unsigned char *bytes; /* header and body, malloc'd: handed to the transport */
 } frame_task;
 
-/* A run of user-lane SEND frames to one actor, handed over together. */
-#define BATCH_MAX 64
-
-typedef struct batch {
-    tr_addr to;
-    unsigned n;
-    node_item items[BATCH_MAX];
-} batch;
-
 /* node.c: the connection to peer (loop thread); c stops reading until the
  * overloaded actor `to` drains (the thread that read c, holding its read
- * lock on a worker), and whether it is so held; a message for a frame's
- * body; a SEND's ask reference, moving body and len past it (false when
- * missing or zero). */
+ * lock on a worker); b's messages to their actor (worker: node_poll's, or
+ * NULL on the loop; must: every one taken, room or not), whatever a full
+ * bounded mailbox did not take kept in c while c holds on it, returning 0
+ * or TR_EPROTO (b's messages still the caller's; b is empty otherwise);
+ * a SEND's ask reference, moving body and len past it (false when missing
+ * or zero). */
 connection *node_route(node *n, uint16_t peer);
 void connection_hold(connection *c, tr_addr to);
+int connection_deliver(connection *c, batch *b, void *worker, bool must);
 bool node_ask_ref(const wire_header *h, const unsigned char **body, size_t *len, uint64_t *ref);
 
 /* Inline: a worker reading shared memory asks these once a frame. */

@@ -28,15 +28,12 @@ static void worker_flush(worker_read *wr)
     batch *b = &wr->b;
     if (b->n == 0)
         return;
-    node *n = wr->c->node;
-    unsigned count = b->n;
-    b->n = 0;
     wr->delivered = true;
-    /* Plain user messages only, which the actor layer always accepts. */
-    int rc = n->cb->deliver_batch(n->arg, wr->worker, b->to, b->items, count);
-    assert(rc == 0 || rc == NODE_OVERLOADED);
-    if (rc == NODE_OVERLOADED) /* no more for now: the loop resumes us */
-        connection_hold(wr->c, b->to);
+    /* Plain user messages only, which the actor layer always accepts (a
+     * full mailbox's share kept in the connection, which then holds). */
+    int rc = connection_deliver(wr->c, b, wr->worker, false);
+    assert(rc == 0);
+    (void)rc;
 }
 
 /* read's take on a worker: the whole plain user-lane SENDs at the front. */
@@ -64,11 +61,15 @@ static size_t take_sends(void *arg, const void *data, size_t len)
             break; /* out of memory: the loop will try */
         wr->stuck = false;
         batch *b = &wr->b;
-        if (b->n == BATCH_MAX || (b->n && b->to.bits != h.to))
+        if (b->n && b->to.bits != h.to)
             worker_flush(wr);
         b->to = (tr_addr){h.to};
         b->items[b->n++] = (node_item){(tr_addr){h.from}, m, ref};
         at += WIRE_HEADER_SIZE + h.length;
+        /* Full: out now, so that a hold it causes stops the reading before
+         * the next frame, which may be for the same actor. */
+        if (b->n == BATCH_MAX)
+            worker_flush(wr);
     }
     worker_flush(wr);
     return at;
@@ -84,7 +85,8 @@ static bool poll_lane(lane *l, void *worker)
     connection *c = l->reader;
     if (c && !atomic_load_explicit(&c->cut, memory_order_relaxed) &&
         pthread_mutex_trylock(&c->read_lock) == 0) {
-        if (c->reader.start == c->reader.end && !c->reader.failed && !connection_held(c)) {
+        if (c->reader.start == c->reader.end && !c->reader.failed && !connection_held(c) &&
+            c->kept.n == 0) {
             worker_read wr = {.c = c, .worker = worker};
             if (c->ops->read(c->t, take_sends, &wr, false) > 0)
                 atomic_store_explicit(&c->heard, true, memory_order_relaxed);
