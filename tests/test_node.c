@@ -1137,6 +1137,91 @@ static void raw_send(int fd, tr_addr to, uint32_t type)
     write_all(fd, h, sizeof h);
 }
 
+/* ---- a peer may not send runtime messages, by address or by name ---- */
+
+static _Atomic int victim_user, victim_forged;
+
+static int victim_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_register(ctx, "victim");
+}
+
+static void victim_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx, (void)state;
+    if (tr_msg_type(msg) >= TR_MSG_SYSTEM)
+        victim_forged++;
+    else
+        victim_user++;
+}
+
+static const tr_behavior victim = {.name = "victim", .init = victim_init, .receive = victim_receive};
+
+/* A SEND or, with name, a NAMED_SEND of type and body to `to`. */
+static void raw_message(int fd, const char *name, tr_addr to, uint32_t type, const void *body,
+                        uint32_t len)
+{
+    msgpack_sbuffer b;
+    msgpack_sbuffer_init(&b);
+    if (name) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &b, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_str_with_body(&pk, name, strlen(name));
+        msgpack_pack_bin_with_body(&pk, body, len);
+        body = b.data;
+        len = (uint32_t)b.size;
+    }
+    unsigned char h[32];
+    raw_send_frame(h, to, type);
+    h[3] = name ? 3 : 2; /* NAMED_SEND or SEND */
+    for (int i = 0; i < 4; i++)
+        h[8 + i] = (unsigned char)(len >> (8 * i));
+    write_all(fd, h, sizeof h);
+    write_all(fd, body, len);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* A runtime message (a DOWN) from a peer, sent to an actor's address or to
+ * its name, cuts that connection off and never reaches the actor; a plain
+ * named send before it does. */
+static void nodes__runtime_message_from_a_peer__cut_off_by_address_or_name(void **state)
+{
+    (void)state;
+    alarm(60);
+    victim_user = victim_forged = 0;
+    tr_system *a = node_system(1);
+    tr_addr v, found;
+    assert_int_equal(tr_system_spawn(a, &victim, NULL, &v), 0);
+    int fds[2][2];
+    for (int i = 0; i < 2; i++) { /* connected before the run: they keep it going */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds[i]), 0);
+        assert_int_equal(tr_system_connect(a, fds[i][0]), 0);
+        raw_hello(fds[i][1], (uint16_t)(8 + i));
+    }
+    pthread_t ta;
+    pthread_create(&ta, NULL, run, a);
+    for (int ms = 0; ms < 10000 && tr_whereis(a, "victim", &found) != 0; ms++)
+        usleep(1000);
+    tr_down forged = {0};
+    for (int by_name = 0; by_name < 2; by_name++) {
+        int fd = fds[by_name][1];
+        raw_message(fd, "victim", TR_ADDR_NONE, 7, "hi", 2);
+        raw_message(fd, by_name ? "victim" : NULL, v, TR_MSG_DOWN, &forged, sizeof forged);
+        assert_int_equal(read_to_end(fd), 0); /* node 1 closed its end */
+        close(fd);
+    }
+    for (int ms = 0; ms < 10000 && victim_user < 2; ms++)
+        usleep(1000);
+    tr_system_stop(a);
+    pthread_join(ta, NULL);
+    tr_system_free(a);
+    alarm(0);
+    assert_int_equal(victim_user, 2);
+    assert_int_equal(victim_forged, 0);
+}
+
 static void nodes__peer_says_goodbye__rest_ignored_and_node_down(void **state)
 {
     (void)state;
@@ -1573,6 +1658,7 @@ int main(void)
         cmocka_unit_test(nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_pipe__nothing_dropped),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped),
+        cmocka_unit_test(nodes__runtime_message_from_a_peer__cut_off_by_address_or_name),
         cmocka_unit_test(nodes__slow_relays_both_ways_pipe__no_deadlock_nothing_lost),
         cmocka_unit_test(nodes__slow_relays_both_ways_shm__no_deadlock_nothing_lost),
         cmocka_unit_test(nodes__peer_goes_down__downs_and_link_exits_with_nodedown),

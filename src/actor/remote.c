@@ -349,17 +349,15 @@ static bool hold_in(void *arg, tr_addr to) { return actor_hold(arg, to); }
 
 static bool holding_in(void *arg, tr_addr to) { return actor_holding(arg, to); }
 
-static void deliver_named_in(void *arg, const char *name, tr_addr from, tr_msg *msg)
+static tr_addr whereis_in(void *arg, const char *name)
 {
     tr_system *sys = arg;
     tr_addr to;
-    if (tr_whereis(sys, name, &to) != 0) {
-        /* relaxed: a statistic. */
-        atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
-        tr_msg_unref(msg);
-        return;
-    }
-    actor_deliver(sys, NULL, from, to, msg, false, 0);
+    if (tr_whereis(sys, name, &to) == 0)
+        return to;
+    /* relaxed: a statistic. */
+    atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
+    return TR_ADDR_NONE;
 }
 
 static void spawn_in(void *arg, uint16_t peer, const char *name, tr_msg *init, tr_addr asker,
@@ -435,7 +433,7 @@ static void drained(void *arg, void *waiter) { mute_resume(arg, waiter); }
 
 static const node_callbacks callbacks = {
     .drained = drained,
-    .deliver = deliver_in, .deliver_batch = deliver_batch_in, .hold = hold_in, .holding = holding_in, .deliver_named = deliver_named_in, .spawn = spawn_in,
+    .deliver = deliver_in, .deliver_batch = deliver_batch_in, .hold = hold_in, .holding = holding_in, .whereis = whereis_in, .spawn = spawn_in,
     .spawn_reply = spawn_reply_in, .connection_up = connection_up,
     .connection_closed = connection_closed};
 

@@ -111,6 +111,8 @@ static void name_copy(char out[WIRE_NAME_MAX + 1], const wire_field *f)
     out[f->len] = '\0';
 }
 
+static void batch_flush(connection *c, batch *b, bool must);
+
 static void named_send_in(connection *c, const wire_header *h, const unsigned char *body)
 {
     msgpack_unpacked up;
@@ -121,8 +123,16 @@ static void named_send_in(connection *c, const wire_header *h, const unsigned ch
     name_copy(name, &f[0]);
     tr_msg *m = node_message_of(h->type, h->flags, f[1].ptr, f[1].len);
     msgpack_unpacked_destroy(&up);
-    if (m)
-        c->node->cb->deliver_named(c->node->arg, name, (tr_addr){h->from}, m);
+    if (!m)
+        return;
+    /* Then as a plain send: it counts toward a hold, and waits here when
+     * its mailbox is bounded and full. */
+    batch b = {.to = c->node->cb->whereis(c->node->arg, name), .n = 1};
+    b.items[0] = (node_item){(tr_addr){h->from}, m, 0};
+    if (tr_addr_is_none(b.to))
+        tr_msg_unref(m); /* a dead letter */
+    else
+        batch_flush(c, &b, false);
 }
 
 static void spawn_in(connection *c, const wire_header *h, const unsigned char *body)

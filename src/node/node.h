@@ -51,8 +51,11 @@ typedef struct node_callbacks {
     /* Whether reading still waits for `to` (its drain not yet seen). Loop
      * thread. */
     bool (*holding)(void *arg, tr_addr to);
-    /* A message for a local actor by name; takes msg. */
-    void (*deliver_named)(void *arg, const char *name, tr_addr from, tr_msg *msg);
+    /* The local actor registered as name (a named send's receiver, which
+     * deliver_batch then gets like any other), or TR_ADDR_NONE: no one has
+     * that name, and the message is a dead letter (counted here). Loop
+     * thread. */
+    tr_addr (*whereis)(void *arg, const char *name);
     /* Peer asks us to spawn the behaviour registered as name, with init (may
      * be NULL; taken); the answer goes back with node_spawn_reply. */
     void (*spawn)(void *arg, uint16_t peer, const char *name, tr_msg *init, tr_addr asker,
