@@ -546,13 +546,13 @@ static void unhold(connection *c)
     atomic_store(&c->held_on, 0);
     if (c->why || c->bye == BYE_HEARD)
         return; /* closing: on_closed delivers what was kept */
-    if (c->kept.n || (!c->claims && c->reader.start != c->reader.end)) {
-        pthread_mutex_lock(&c->read_lock); /* workers look at both */
-        batch_flush(c, &c->kept, false);
-        if (!c->why && !connection_held(c) && !c->claims && c->reader.start != c->reader.end)
-            frames_in(c, nothing, 0, 0);
-        pthread_mutex_unlock(&c->read_lock);
-    }
+    /* Under the read lock: from the moment held_on is 0 a worker may read
+     * (it does not while something is kept), and make a kept run itself. */
+    pthread_mutex_lock(&c->read_lock);
+    batch_flush(c, &c->kept, false);
+    if (!c->why && !connection_held(c) && !c->claims && c->reader.start != c->reader.end)
+        frames_in(c, nothing, 0, 0);
+    pthread_mutex_unlock(&c->read_lock);
     if (c->why || connection_held(c))
         return;
     if (c->paused) {
