@@ -748,6 +748,140 @@ static void nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped(void **s
     bounded_flood("shm", 4);
 }
 
+/* ---- many senders into one small bounded mailbox ---- */
+
+enum { MSG_MANY = 70, MSG_MANY_GO };
+enum { MANY_SOURCES = 5, MANY_EACH = 1500, MANY_BURST = 32 };
+
+typedef struct {
+    int src;
+    long seq;
+} many_msg;
+
+static _Atomic long many_total;
+static _Atomic int many_bad;
+
+static int many_sink_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    (void)state, (void)arg;
+    return tr_register(ctx, "many_sink");
+}
+
+/* Checks that each source's messages come in order, 2 µs each. */
+static void many_sink_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)ctx;
+    long *next = state;
+    many_msg m;
+    if (tr_msg_type(msg) != MSG_MANY || tr_msg_size(msg) != sizeof m) {
+        many_bad = 1;
+        return;
+    }
+    memcpy(&m, tr_msg_data(msg), sizeof m);
+    if (m.src < 0 || m.src >= MANY_SOURCES || m.seq != next[m.src]++)
+        many_bad = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 2000);
+    many_total++;
+}
+
+static const tr_behavior many_sink = {.name = "many_sink", .state_size = MANY_SOURCES * sizeof(long),
+                                      .init = many_sink_init, .receive = many_sink_receive};
+
+typedef struct {
+    tr_addr sink; /* TR_ADDR_NONE: by name, on node 2 */
+    int src;
+    long seq;
+} many_source;
+
+static int many_source_init(tr_ctx *ctx, void *state, const tr_msg *arg)
+{
+    memcpy(state, tr_msg_data(arg), sizeof(many_source));
+    return tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_MANY_GO, NULL, 0));
+}
+
+/* A burst a turn, by address or by name; a local send refused by the full
+ * mailbox is tried again next turn. */
+static void many_source_receive(tr_ctx *ctx, void *state, const tr_msg *msg)
+{
+    (void)msg;
+    many_source *s = state;
+    for (int i = 0; i < MANY_BURST && s->seq < MANY_EACH; i++) {
+        many_msg m = {s->src, s->seq};
+        tr_msg *out = tr_msg_new(MSG_MANY, &m, sizeof m);
+        int rc = tr_addr_is_none(s->sink) ? tr_send_named_node(ctx, 2, "many_sink", out)
+                                          : tr_send(ctx, s->sink, out);
+        if (rc == TR_EFULL)
+            break;
+        assert_int_equal(rc, 0);
+        s->seq++;
+    }
+    if (s->seq < MANY_EACH)
+        tr_send(ctx, tr_self(ctx), tr_msg_new(MSG_MANY_GO, NULL, 0));
+}
+
+static const tr_behavior many_source_beh = {.name = "many_source", .state_size = sizeof(many_source),
+                                            .init = many_source_init, .receive = many_source_receive};
+
+static tr_msg *source_msg(tr_addr sink, int src)
+{
+    many_source s = {sink, src, 0};
+    return tr_msg_new(0, &s, sizeof s);
+}
+
+/* Four sources on node 1 (two by address, two by name) and one on node 2
+ * flood a sink bounded at 4 that refuses when full: the local source is
+ * refused and retries, the remote ones wait on their connection; every
+ * message arrives, each source's in order. */
+static void many_into_small_bound(const char *transport)
+{
+    many_total = 0;
+    many_bad = 0;
+    tr_system *a = beating_node(1, 60000), *b = beating_node(2, 60000);
+    tr_addr sink, found;
+    tr_spawn_opts opts = {.mailbox_bound = 4, .overflow = TR_OVERFLOW_REFUSE};
+    assert_int_equal(tr_system_spawn_opt(b, &many_sink, NULL, &opts, &sink), 0);
+    assert_int_equal(tr_system_spawn(b, &many_source_beh, source_msg(sink, 4), NULL), 0);
+    pair_connect(transport, a, b); /* after node 2's actors: see flow_control_both_ways */
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, run, a);
+    pthread_create(&tb, NULL, run, b);
+    for (int ms = 0; ms < 10000 && tr_whereis(b, "many_sink", &found) != 0; ms++)
+        usleep(1000);
+    for (int src = 0; src < 4; src++)
+        assert_int_equal(
+            tr_system_spawn(a, &many_source_beh, source_msg(src < 2 ? sink : TR_ADDR_NONE, src), NULL),
+            0);
+    for (int ms = 0; ms < 60000 && many_total < MANY_SOURCES * MANY_EACH && !many_bad; ms++)
+        usleep(1000);
+    tr_stats st;
+    tr_system_stats(b, &st);
+    tr_system_stop(a);
+    tr_system_stop(b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    tr_system_free(a);
+    tr_system_free(b);
+    if (many_total != MANY_SOURCES * MANY_EACH || many_bad || st.dead_letters)
+        fail_msg("%s: %ld of %d arrived, %s, %" PRIu64 " dead letters", transport, (long)many_total,
+                 MANY_SOURCES * MANY_EACH, many_bad ? "out of order" : "in order", st.dead_letters);
+}
+
+static void nodes__many_senders_into_a_small_bound_pipe__all_in_order(void **state)
+{
+    (void)state;
+    many_into_small_bound("pipe");
+}
+
+static void nodes__many_senders_into_a_small_bound_shm__all_in_order(void **state)
+{
+    (void)state;
+    many_into_small_bound("shm");
+}
+
 static void nodes__slow_relays_both_ways_pipe__no_deadlock_nothing_lost(void **state)
 {
     (void)state;
@@ -1658,6 +1792,8 @@ int main(void)
         cmocka_unit_test(nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_pipe__nothing_dropped),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped),
+        cmocka_unit_test(nodes__many_senders_into_a_small_bound_pipe__all_in_order),
+        cmocka_unit_test(nodes__many_senders_into_a_small_bound_shm__all_in_order),
         cmocka_unit_test(nodes__runtime_message_from_a_peer__cut_off_by_address_or_name),
         cmocka_unit_test(nodes__slow_relays_both_ways_pipe__no_deadlock_nothing_lost),
         cmocka_unit_test(nodes__slow_relays_both_ways_shm__no_deadlock_nothing_lost),
