@@ -168,7 +168,8 @@ TR_API int tr_system_new(const tr_config *cfg, tr_system **out);
 TR_API int tr_system_run(tr_system *sys);
 
 /* Asks a running system to stop: workers finish the handler they are in and
- * tr_system_run returns. Messages still queued stay queued. A call before
+ * tr_system_run returns. Messages still queued stay queued, and messages
+ * from other nodes are still read into mailboxes. A call before
  * tr_system_run has begun (on another thread, say) or after it returned has
  * no effect: to stop a run started elsewhere, first know it runs (an actor
  * of it has run). Any thread, handlers included. */

@@ -748,6 +748,57 @@ static void nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped(void **s
     bounded_flood("shm", 4);
 }
 
+/* ---- a node stopped mid-flood still lets its peer go ---- */
+
+/* Node 2 stops (tr_system_stop) while node 1 floods its slow actor and the
+ * connection holds for it: with no worker left to drain that actor, the
+ * connection reads again, so node 1's tr_system_free finds its goodbye
+ * read and answered at once instead of waiting for the goodbye deadline
+ * (4 heartbeats: 20 s here). */
+static void stopped_mid_flood(const char *transport)
+{
+    alarm(120);
+    bounded_got = 0;
+    tr_system *a = beating_node(1, 5000), *b = beating_node(2, 5000);
+    tr_addr counter;
+    assert_int_equal(tr_system_spawn(b, &slow_counter, NULL, &counter), 0);
+    assert_int_equal(tr_system_spawn(a, &cross_flood, addr_msg(counter), NULL), 0);
+    pair_connect(transport, a, b); /* after the actors: see flow_control_both_ways */
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, run, a);
+    pthread_create(&tb, NULL, run, b);
+    tr_stats st;
+    do { /* until reading has waited for the slow actor */
+        usleep(1000);
+        tr_system_stats(b, &st);
+    } while (st.node_holds == 0 && bounded_got < CROSS_COUNT);
+    tr_system_stop(b);
+    pthread_join(tb, NULL);
+    tr_system_stop(a);
+    pthread_join(ta, NULL);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tr_system_free(a);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    tr_system_free(b);
+    alarm(0);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (secs > 10)
+        fail_msg("%s: node 1's free took %.1f s", transport, secs);
+}
+
+static void nodes__peer_stopped_mid_flood_pipe__free_does_not_wait_for_it(void **state)
+{
+    (void)state;
+    stopped_mid_flood("pipe");
+}
+
+static void nodes__peer_stopped_mid_flood_shm__free_does_not_wait_for_it(void **state)
+{
+    (void)state;
+    stopped_mid_flood("shm");
+}
+
 /* ---- many senders into one small bounded mailbox ---- */
 
 enum { MSG_MANY = 70, MSG_MANY_GO };
@@ -1792,6 +1843,8 @@ int main(void)
         cmocka_unit_test(nodes__flood_to_a_slow_node_shm__in_order_backlog_bounded),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_pipe__nothing_dropped),
         cmocka_unit_test(nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped),
+        cmocka_unit_test(nodes__peer_stopped_mid_flood_pipe__free_does_not_wait_for_it),
+        cmocka_unit_test(nodes__peer_stopped_mid_flood_shm__free_does_not_wait_for_it),
         cmocka_unit_test(nodes__many_senders_into_a_small_bound_pipe__all_in_order),
         cmocka_unit_test(nodes__many_senders_into_a_small_bound_shm__all_in_order),
         cmocka_unit_test(nodes__runtime_message_from_a_peer__cut_off_by_address_or_name),

@@ -288,6 +288,8 @@ void actor_mesh_free(tr_system *sys);
 void actor_remote_stats(tr_system *sys, tr_stats *out);
 /* Ends every connection in order (node_goodbye), before the io loop stops. */
 void actor_remote_goodbye(tr_system *sys);
+/* The workers start (true) or have stopped (false): see node_set_running. */
+void actor_remote_running(tr_system *sys, bool running);
 void actor_remote_free(tr_system *sys);
 /* The running actor watches (monitors or links) something on node: it is
  * told with SYS_NODE_DOWN when that node goes down. Returns 0, TR_ENODE (it

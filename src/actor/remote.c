@@ -547,6 +547,12 @@ void actor_remote_stats(tr_system *sys, tr_stats *out)
 
 void actor_remote_goodbye(tr_system *sys) { node_goodbye(sys->node); }
 
+void actor_remote_running(tr_system *sys, bool running)
+{
+    /* acquire: the node is initialised before it is published. */
+    node_set_running(atomic_load_explicit(&sys->node, memory_order_acquire), running);
+}
+
 void actor_remote_free(tr_system *sys)
 {
     node_free(sys->node); /* after the io loop stopped: connections are closed */

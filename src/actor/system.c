@@ -84,9 +84,11 @@ int tr_system_run(tr_system *sys)
         return TR_EINVAL;
     if (sched_current())
         return TR_EBUSY; /* from a handler: would wait for itself */
+    actor_remote_running(sys, true);
     int rc = sched_run(&sys->sched);
     if (rc == -2)
         return TR_EBUSY;
+    actor_remote_running(sys, false); /* no actor drains: no connection waits for one */
     actor_limbo_flush(sys); /* the workers have stopped: nothing can race */
     return rc == 0 ? 0 : TR_ETHREAD;
 }

@@ -340,8 +340,8 @@ void connection_hold(connection *c, tr_addr to)
     node *n = c->node;
     /* (Not c->bye: the loop's alone. A hold made as the node says goodbye
      * stops nothing: reading_held ignores it, and cut stops the workers.) */
-    if (connection_held(c) || c->last_read)
-        return;
+    if (connection_held(c) || c->last_read || atomic_load(&n->stopped))
+        return; /* (stopped: no actor drains to end a hold) */
     /* seq_cst: the mark before the actor's flag (hold), so that a drain
      * clearing the flag after this finds the mark when it resumes us. */
     atomic_store(&c->held_on, to.bits);
@@ -564,16 +564,17 @@ static void unhold(connection *c)
 }
 
 /* Loop thread: every connection held on an actor that has drained since
- * reads again. */
+ * (or on any actor, once the workers have stopped) reads again. */
 static void resume_on_loop(io_task *task, uv_loop_t *loop)
 {
     node *n = container_of(task, node, resume);
     atomic_store(&n->resume_queued, false); /* a drain from now on queues us again */
     if (!loop)
         return;
+    bool stopped = atomic_load(&n->stopped);
     for (connection *c = n->connections; c; c = c->next) {
         uint64_t to = atomic_load(&c->held_on);
-        if (to && !n->cb->holding(n->arg, (tr_addr){to}))
+        if (to && (stopped || !n->cb->holding(n->arg, (tr_addr){to})))
             unhold(c);
     }
 }
@@ -582,6 +583,17 @@ void node_resume(node *n)
 {
     if (!atomic_exchange(&n->resume_queued, true))
         io_loop_submit(n->io, &n->resume);
+}
+
+void node_set_running(node *n, bool running)
+{
+    if (!n)
+        return;
+    /* seq_cst: a hold made before this is undone by the resume below; one
+     * after sees the flag (connection_hold). */
+    atomic_store(&n->stopped, !running);
+    if (!running)
+        node_resume(n);
 }
 
 uint64_t node_holds(node *n) { return atomic_load_explicit(&n->holds, memory_order_relaxed); }

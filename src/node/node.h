@@ -96,6 +96,12 @@ void node_goodbye(node *n);
  * reads them again. Any thread. */
 void node_resume(node *n);
 
+/* Whether the system's workers run (the default) or have stopped: while
+ * they are stopped no actor drains, so no connection holds for one (every
+ * held connection reads again, and a peer's goodbye is not left unread).
+ * Any thread. Accepts NULL. */
+void node_set_running(node *n, bool running);
+
 /* Frees the node; its io loop must be stopped first (which closes every
  * connection). Accepts NULL. */
 void node_free(node *n);

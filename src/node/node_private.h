@@ -108,6 +108,7 @@ struct node {
     struct goodbye *goodbye; /* loop thread: ending every connection (node_goodbye) */
     io_task resume;             /* node_resume's look at held connections */
     _Atomic bool resume_queued; /* resume is queued and has not started */
+    _Atomic bool stopped;       /* the workers have stopped: no connection holds */
     _Atomic uint64_t holds;     /* times a connection's reading waited for an actor */
 };
 
