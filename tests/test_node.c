@@ -806,7 +806,7 @@ enum { MSG_MANY = 70, MSG_MANY_GO };
 enum { MANY_SOURCES = 5, MANY_EACH = 1500, MANY_BURST = 32 };
 
 typedef struct {
-    int src;
+    long src; /* (a long: no padding goes out uninitialised) */
     long seq;
 } many_msg;
 
