@@ -704,18 +704,36 @@ static const tr_behavior slow_counter = {
  * without it) and into a bound of 4, smaller than a burst (where the held
  * messages are needed: without them, 2,200-2,800 of the 3,000 were
  * dropped, in 6 runs). */
-static void bounded_flood(const char *transport, uint32_t bound)
+/* Stops a system running on thread, waits for the run, frees it. */
+static void stop_and_free(tr_system *sys, pthread_t thread)
+{
+    tr_system_stop(sys);
+    pthread_join(thread, NULL);
+    tr_system_free(sys);
+}
+
+/* Node 1 (*a) floods a slow_counter on node 2 (*b, its mailbox bounded
+ * at bound unless 0), both running on threads *ta and *tb. */
+static void flood_a_counter(const char *transport, uint32_t heartbeat_ms, uint32_t bound,
+                            tr_system **a, tr_system **b, pthread_t *ta, pthread_t *tb)
 {
     bounded_got = 0;
-    tr_system *a = beating_node(1, 60000), *b = beating_node(2, 60000);
+    *a = beating_node(1, heartbeat_ms);
+    *b = beating_node(2, heartbeat_ms);
     tr_addr counter;
     tr_spawn_opts opts = {.mailbox_bound = bound, .overflow = TR_OVERFLOW_REFUSE};
-    assert_int_equal(tr_system_spawn_opt(b, &slow_counter, NULL, &opts, &counter), 0);
-    assert_int_equal(tr_system_spawn(a, &cross_flood, addr_msg(counter), NULL), 0);
-    pair_connect(transport, a, b); /* after the actors: see flow_control_both_ways */
+    assert_int_equal(tr_system_spawn_opt(*b, &slow_counter, NULL, &opts, &counter), 0);
+    assert_int_equal(tr_system_spawn(*a, &cross_flood, addr_msg(counter), NULL), 0);
+    pair_connect(transport, *a, *b); /* after the actors: see flow_control_both_ways */
+    pthread_create(ta, NULL, run, *a);
+    pthread_create(tb, NULL, run, *b);
+}
+
+static void bounded_flood(const char *transport, uint32_t bound)
+{
+    tr_system *a, *b;
     pthread_t ta, tb;
-    pthread_create(&ta, NULL, run, a);
-    pthread_create(&tb, NULL, run, b);
+    flood_a_counter(transport, 60000, bound, &a, &b, &ta, &tb);
     tr_stats st;
     for (int ms = 0; ms < 60000; ms++) { /* until all came, or one was dropped */
         tr_system_stats(b, &st);
@@ -723,12 +741,8 @@ static void bounded_flood(const char *transport, uint32_t bound)
             break;
         usleep(1000);
     }
-    tr_system_stop(a);
-    tr_system_stop(b);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    tr_system_free(a);
-    tr_system_free(b);
+    stop_and_free(a, ta);
+    stop_and_free(b, tb);
     if (bounded_got != CROSS_COUNT || st.overflowed)
         fail_msg("%s, bound %u: %ld of %d arrived in order, %" PRIu64 " dropped", transport,
                  (unsigned)bound, (long)bounded_got, CROSS_COUNT, st.overflowed);
@@ -758,15 +772,9 @@ static void nodes__flood_to_a_slow_bounded_mailbox_shm__nothing_dropped(void **s
 static void stopped_mid_flood(const char *transport)
 {
     alarm(120);
-    bounded_got = 0;
-    tr_system *a = beating_node(1, 5000), *b = beating_node(2, 5000);
-    tr_addr counter;
-    assert_int_equal(tr_system_spawn(b, &slow_counter, NULL, &counter), 0);
-    assert_int_equal(tr_system_spawn(a, &cross_flood, addr_msg(counter), NULL), 0);
-    pair_connect(transport, a, b); /* after the actors: see flow_control_both_ways */
+    tr_system *a, *b;
     pthread_t ta, tb;
-    pthread_create(&ta, NULL, run, a);
-    pthread_create(&tb, NULL, run, b);
+    flood_a_counter(transport, 5000, 0, &a, &b, &ta, &tb);
     tr_stats st;
     do { /* until reading has waited for the slow actor, which has run (so
           * node 2's run has begun, and tr_system_stop stops it) */
@@ -911,12 +919,8 @@ static void many_into_small_bound(const char *transport)
         usleep(1000);
     tr_stats st;
     tr_system_stats(b, &st);
-    tr_system_stop(a);
-    tr_system_stop(b);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    tr_system_free(a);
-    tr_system_free(b);
+    stop_and_free(a, ta);
+    stop_and_free(b, tb);
     if (many_total != MANY_SOURCES * MANY_EACH || many_bad || st.dead_letters)
         fail_msg("%s: %ld of %d arrived, %s, %" PRIu64 " dead letters", transport, (long)many_total,
                  MANY_SOURCES * MANY_EACH, many_bad ? "out of order" : "in order", st.dead_letters);
@@ -1504,13 +1508,6 @@ static void join_and_run(tr_system *a, tr_system *b, pthread_t *thread)
     assert_int_equal(tr_system_connect(a, fds[0]), 0);
     assert_int_equal(tr_system_connect(b, fds[1]), 0);
     pthread_create(thread, NULL, run, a);
-}
-
-static void stop_and_free(tr_system *sys, pthread_t thread)
-{
-    tr_system_stop(sys);
-    pthread_join(thread, NULL);
-    tr_system_free(sys);
 }
 
 /* A process started again says hello before node 2 saw its old connection
