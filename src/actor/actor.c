@@ -274,6 +274,8 @@ bool actor_deliver_many(tr_system *sys, sched_worker *w, tr_addr to, const node_
                                       : msg_link_for_send(m, items[i].from);
         if (!link) { /* out of memory: that one is lost, as a send would fail */
             tr_msg_unref(m);
+            if (refusing) /* and gives back the place reserved for it */
+                atomic_fetch_sub(&a->queued, 1);
             continue;
         }
         if (last) /* relaxed: the chain is ours until it is pushed */
